@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages kiln's tests need on a fresh Debian machine:
+# - mesa-vulkan-drivers: lavapipe, a software Vulkan device, so the wgpu tests run without a GPU;
+# - libopenblas-dev: the OpenBLAS that the optional `blas` feature links.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+need=()
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  need+=(mesa-vulkan-drivers libvulkan1)
+fi
+if ! ls /usr/lib/x86_64-linux-gnu/libopenblas.so* /usr/lib/*/libopenblas.so* >/dev/null 2>&1; then
+  need+=(libopenblas-dev)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+ls /usr/share/vulkan/icd.d/

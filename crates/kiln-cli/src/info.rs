@@ -1,0 +1,132 @@
+//! `kiln info` and `kiln init`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use kiln::TransformerEncoderConfig;
+
+use crate::model_source::{default_config, seeded_weights};
+use crate::{usage, ModelArgs};
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Sequence length at which FLOPs per token are counted.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// config.json to initialise.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Where to write model.safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run_info(args: &InfoArgs) -> Result<()> {
+    let (config, source) = match &args.model.config {
+        Some(path) => (
+            TransformerEncoderConfig::from_json_file(path)
+                .with_context(|| format!("config {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (default_config(), "built-in default".to_string()),
+    };
+    let weights_bytes = match &args.model.weights {
+        Some(path) => Some(
+            std::fs::metadata(path)
+                .with_context(|| format!("weights {}", path.display()))?
+                .len(),
+        ),
+        None => None,
+    };
+    // With weights, also check they load (names every missing or mis-shaped key).
+    if let (Some(c), Some(w)) = (&args.model.config, &args.model.weights) {
+        crate::model_source::load_files::<kiln::backend::Cpu>(c, w, &kiln::backend::cpu_device())?;
+    }
+    let adapters = kiln::backend::wgpu_adapters();
+    let params = config.num_params();
+    let flops = config.flops_per_token(args.seq);
+    if args.json {
+        let value = serde_json::json!({
+            "source": source,
+            "config": serde_json::from_str::<serde_json::Value>(&config.to_json_string())?,
+            "num_params": params,
+            "flops_per_token": flops,
+            "flops_seq_len": args.seq,
+            "weights_file_bytes": weights_bytes,
+            "backends": {
+                "ndarray": {"available": true, "blas": cfg!(feature = "blas")},
+                "wgpu": {"available": !adapters.is_empty(), "adapters": adapters.iter().map(|a| serde_json::json!({
+                    "name": a.name, "kind": format!("{:?}", a.kind), "api": a.api, "driver": a.driver,
+                })).collect::<Vec<_>>()},
+            },
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    println!("model: {source}");
+    println!("{}", config.to_json_string());
+    println!("parameters: {params} ({:.2} M)", params as f64 / 1e6);
+    println!("FLOPs per token at seq {}: {:.3} M", args.seq, flops / 1e6);
+    if let Some(bytes) = weights_bytes {
+        println!("weights file: {bytes} bytes ({:.2} MiB)", bytes as f64 / 1048576.0);
+    }
+    println!("backends:");
+    println!("  ndarray: CPU{}", if cfg!(feature = "blas") { " (OpenBLAS)" } else { "" });
+    if adapters.is_empty() {
+        println!("  wgpu: no adapter found");
+    }
+    for a in &adapters {
+        println!("  wgpu: {} ({:?}, {}, {})", a.name, a.kind, a.api, a.driver);
+    }
+    Ok(())
+}
+
+pub fn run_init(args: &InitArgs) -> Result<()> {
+    if same_file(&args.config, &args.out) {
+        return Err(usage(format!(
+            "--out {} would overwrite the input --config",
+            args.out.display()
+        )));
+    }
+    let config = TransformerEncoderConfig::from_json_file(&args.config)
+        .with_context(|| format!("config {}", args.config.display()))?;
+    let weights = seeded_weights(&config, args.seed)?;
+    weights
+        .write(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "kiln: wrote {} ({} parameters, seed {})",
+        args.out.display(),
+        config.num_params(),
+        args.seed
+    );
+    Ok(())
+}
+
+/// Whether two paths name the same file (also when the second does not exist yet).
+pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let canon = |p: &std::path::Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    match (canon(a), canon(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,130 @@
+//! `kiln`: run PyTorch-compatible Transformer encoders from the shell.
+//!
+//! Exit codes: 0 success, 1 runtime error, 2 usage error. Errors are one line on stderr.
+
+mod backend_select;
+mod forward;
+mod info;
+mod model_source;
+mod npy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+
+/// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (ndarray).
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log verbosity (error, warn, info, debug, trace); also read from RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a forward pass (the built-in default model and random input unless given files).
+    Forward(forward::ForwardArgs),
+    /// Show a model's config, size and FLOPs, and the backends and devices available.
+    Info(info::InfoArgs),
+    /// Write a freshly initialised model.safetensors for a config.json.
+    Init(info::InitArgs),
+}
+
+/// `--config` / `--weights`, shared by subcommands that load a plain encoder.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// config.json with PyTorch's nn.TransformerEncoder fields (default: the built-in model).
+    #[arg(long, requires = "weights")]
+    pub config: Option<PathBuf>,
+    /// model.safetensors with PyTorch's state_dict names.
+    #[arg(long, requires = "config")]
+    pub weights: Option<PathBuf>,
+    /// Seed of the built-in model's weights and of random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// An error in how kiln was called (exit code 2), as opposed to a failure while running (1).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns a usage error (exit code 2).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one readable line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        let message = message.lines().next().unwrap_or_default();
+        eprintln!("kiln: internal error: {message}");
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.log);
+
+    let result = std::panic::catch_unwind(|| match &cli.command {
+        Command::Forward(args) => forward::run(args),
+        Command::Info(args) => info::run_info(args),
+        Command::Init(args) => info::run_init(args),
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
+            eprintln!("kiln: {}", one_line(&e));
+            ExitCode::from(code)
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// The error and its causes on one line: `context: cause: cause`.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("kiln={level},kiln_cli={level},warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,57 @@
+//! Where a command's model comes from: files, or the built-in default.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::prelude::Backend;
+use kiln::weights::load_slots;
+use kiln::{Activation, TensorFile, TransformerEncoder, TransformerEncoderConfig};
+
+use crate::ModelArgs;
+
+/// The built-in default model of `kiln forward` without `--config/--weights`: 4 post-norm GELU
+/// layers, d_model 256, 8 heads, feed-forward 1024, batch-first, weights drawn from `--seed`.
+pub fn default_config() -> TransformerEncoderConfig {
+    TransformerEncoderConfig::new(256, 8, 4)
+        .with_dim_feedforward(1024)
+        .with_activation(Activation::Gelu)
+        .with_batch_first(true)
+}
+
+/// PyTorch-style random weights for `config`, the same on every backend for a given seed
+/// (drawn on the CPU, then copied to the target device).
+pub fn seeded_weights(config: &TransformerEncoderConfig, seed: u64) -> Result<TensorFile> {
+    use kiln::backend::{cpu_device, Cpu};
+    let device = cpu_device();
+    <Cpu as Backend>::seed(&device, seed);
+    let mut model = config.try_init::<Cpu>(&device)?;
+    Ok(model.state_dict())
+}
+
+/// The model named by `args` (files) or the built-in default.
+pub fn load<B: Backend>(args: &ModelArgs, device: &B::Device) -> Result<TransformerEncoder<B>> {
+    match (&args.config, &args.weights) {
+        (Some(config), Some(weights)) => load_files(config, weights, device),
+        _ => {
+            let config = default_config();
+            let weights = seeded_weights(&config, args.seed)?;
+            let mut model = config.try_init::<B>(device)?;
+            load_slots(model.weight_slots(""), &weights, device).into_result()?;
+            Ok(model)
+        }
+    }
+}
+
+/// Loads `config.json` + `model.safetensors`, naming the file that failed.
+pub fn load_files<B: Backend>(
+    config: &Path,
+    weights: &Path,
+    device: &B::Device,
+) -> Result<TransformerEncoder<B>> {
+    let cfg = TransformerEncoderConfig::from_json_file(config)
+        .with_context(|| format!("config {}", config.display()))?;
+    let model = cfg.try_init::<B>(device)?;
+    model
+        .load_safetensors(weights)
+        .with_context(|| format!("weights {}", weights.display()))
+}

@@ -1,0 +1,143 @@
+//! `MultiHeadAttention`: self-attention with PyTorch's packed input projection.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Tensor;
+
+use crate::config::MultiHeadAttentionConfig;
+use crate::mask::{AttentionBias, AttentionPath};
+
+/// Multi-head self-attention, the counterpart of `torch.nn.MultiheadAttention` used as
+/// self-attention (`query = key = value`).
+///
+/// Parameters (burn stores Linear weights as `[in, out]`, the transpose of PyTorch):
+/// - `in_proj`: `[E, 3 * H * Dh]` weight, `[3 * H * Dh]` bias: PyTorch's `in_proj_weight`
+///   (`[3E, E]`, rows `q | k | v`) and `in_proj_bias`;
+/// - `out_proj`: `[H * Dh, E]`: PyTorch's `out_proj.weight` / `out_proj.bias`.
+#[derive(Module, Debug)]
+pub struct MultiHeadAttention<B: Backend> {
+    /// The packed query/key/value projection.
+    pub in_proj: Linear<B>,
+    /// The output projection.
+    pub out_proj: Linear<B>,
+    /// Dropout on the attention weights (training only).
+    pub dropout: Dropout,
+    /// Number of heads `H`.
+    pub num_heads: usize,
+    /// Width of one head `Dh`.
+    pub head_dim: usize,
+}
+
+impl MultiHeadAttentionConfig {
+    /// A new attention block initialised as PyTorch does: `in_proj_weight` Xavier-uniform,
+    /// `out_proj.weight` Kaiming-uniform (`U(-1/sqrt(in), 1/sqrt(in))`), biases zero.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MultiHeadAttention<B> {
+        let head_dim = self.resolved_head_dim();
+        let inner = self.num_heads * head_dim;
+        let mut in_proj = LinearConfig::new(self.embed_dim, 3 * inner)
+            .with_bias(self.bias)
+            .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+            .init(device);
+        let mut out_proj = LinearConfig::new(inner, self.embed_dim)
+            .with_bias(self.bias)
+            .init(device);
+        for bias in [&mut in_proj.bias, &mut out_proj.bias].into_iter().flatten() {
+            *bias = Initializer::Zeros.init(bias.dims(), device);
+        }
+        MultiHeadAttention {
+            in_proj,
+            out_proj,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            num_heads: self.num_heads,
+            head_dim,
+        }
+    }
+}
+
+/// Output of [`MultiHeadAttention::forward`].
+#[derive(Debug, Clone)]
+pub struct AttentionOutput<B: Backend> {
+    /// `[B, S, E]`.
+    pub output: Tensor<B, 3>,
+    /// Per-head attention weights `[B, H, S, S]`, when asked for.
+    pub weights: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> MultiHeadAttention<B> {
+    /// Self-attention over a batch-first input.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, S, E]`
+    /// - output: `[B, S, E]`; weights `[B, H, S, S]` (rows sum to 1, or 0 where every key is masked)
+    pub(crate) fn forward(&self, x: Tensor<B, 3>, bias: &AttentionBias<B>) -> AttentionOutput<B> {
+        let [batch, seq, _] = x.dims();
+        let (h, dh) = (self.num_heads, self.head_dim);
+
+        // [B, S, 3*H*Dh] -> [B, S, 3, H, Dh] -> [3, B, H, S, Dh]
+        let qkv = self
+            .in_proj
+            .forward(x)
+            .reshape([batch, seq, 3, h, dh])
+            .permute([2, 0, 3, 1, 4]);
+        let [q, k, v] = [0, 1, 2].map(|i| {
+            qkv.clone()
+                .narrow(0, i, 1)
+                .reshape([batch, h, seq, dh])
+        });
+
+        let (context, weights) = match bias.path {
+            AttentionPath::Fused => {
+                let full = [batch, h, seq, seq];
+                let context = attention(
+                    q,
+                    k,
+                    v,
+                    bias.masked.clone().map(|m| m.expand(full)),
+                    bias.additive.clone().map(|b| b.expand(full)),
+                    AttentionModuleOptions {
+                        scale: None,
+                        softcap: None,
+                        is_causal: bias.causal,
+                    },
+                );
+                (context, None)
+            }
+            AttentionPath::Explicit => {
+                // [B, H, S, Dh] x [B, H, Dh, S] -> [B, H, S, S]
+                let scale = (dh as f64).powf(-0.5);
+                let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+                if let Some(additive) = &bias.additive {
+                    scores = scores + additive.clone().expand([batch, h, seq, seq]);
+                }
+                let weights = masked_softmax(scores);
+                let context = self.dropout.forward(weights.clone()).matmul(v);
+                (context, Some(weights))
+            }
+        };
+
+        // [B, H, S, Dh] -> [B, S, H, Dh] -> [B, S, H*Dh]
+        let context = context.swap_dims(1, 2).reshape([batch, seq, h * dh]);
+        AttentionOutput {
+            output: self.out_proj.forward(context),
+            weights,
+        }
+    }
+}
+
+/// Softmax over the last dimension that yields zeros (not NaN) for rows that are all `-inf`.
+///
+/// The row maximum is clamped to a finite value and detached (softmax is shift-invariant, so
+/// this changes neither the value nor the gradient), and the denominator is kept positive.
+pub fn masked_softmax<B: Backend, const D: usize>(scores: Tensor<B, D>) -> Tensor<B, D> {
+    let max = scores
+        .clone()
+        .max_dim(D - 1)
+        .clamp_min(f32::MIN)
+        .detach();
+    let exp = (scores - max).exp();
+    let sum = exp.clone().sum_dim(D - 1).clamp_min(f32::MIN_POSITIVE);
+    exp / sum
+}

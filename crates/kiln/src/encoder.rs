@@ -1,0 +1,316 @@
+//! `TransformerEncoder`: a stack of layers and an optional final LayerNorm.
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::config::{LayerInit, TransformerEncoderConfig};
+use crate::error::{KilnError, Result};
+use crate::layer::TransformerEncoderLayer;
+use crate::mask::{AttentionBias, AttentionPath, KeyPaddingMask, SrcMask};
+
+/// A stack of [`TransformerEncoderLayer`]s, the counterpart of `torch.nn.TransformerEncoder`
+/// (`layers.{i}.*` and `norm.*` in its `state_dict`).
+#[derive(Module, Debug)]
+pub struct TransformerEncoder<B: Backend> {
+    /// The layers, applied in order.
+    pub layers: Vec<TransformerEncoderLayer<B>>,
+    /// PyTorch's `norm=`: a LayerNorm after the last layer.
+    pub norm: Option<LayerNorm<B>>,
+    /// The configuration the model was built from (kept in sync by loaders and pruners).
+    pub config: TransformerEncoderConfig,
+}
+
+impl TransformerEncoderConfig {
+    /// A new encoder. Each layer is initialised as PyTorch initialises one; with
+    /// [`LayerInit::Cloned`] all layers start from layer 0's weights, as PyTorch's deep copy does.
+    ///
+    /// Panics if the config is invalid; [`Self::try_init`] returns the error instead.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> TransformerEncoder<B> {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A new encoder, or the reason the config is invalid.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<TransformerEncoder<B>> {
+        self.validate()?;
+        let layers = match self.layer_init {
+            LayerInit::Independent => (0..self.num_layers)
+                .map(|i| self.layer_config(i).init(device))
+                .collect(),
+            LayerInit::Cloned => {
+                if self.layer_heads.is_some() || self.layer_dim_feedforward.is_some() {
+                    return Err(KilnError::Config(
+                        "layer_init = cloned needs every layer to have the same shape".into(),
+                    ));
+                }
+                let first = self.layer_config(0).init::<B>(device).map(&mut Materialize);
+                (0..self.num_layers)
+                    .map(|_| first.clone().map(&mut FreshParamIds))
+                    .collect()
+            }
+        };
+        let norm = self.final_norm.then(|| {
+            LayerNormConfig::new(self.d_model)
+                .with_epsilon(self.final_norm_eps.unwrap_or(self.layer_norm_eps))
+                .with_bias(self.final_norm_bias)
+                .init(device)
+        });
+        let model = TransformerEncoder {
+            layers,
+            norm,
+            config: self.clone(),
+        };
+        // burn initialises parameters lazily, on first use; a clone taken before that would draw
+        // its own values. Draw them now, so clones and saves see the same weights.
+        Ok(model.map(&mut Materialize))
+    }
+}
+
+/// Forces lazily initialised parameters to take their values, keeping their identities.
+struct Materialize;
+
+impl<B: Backend> ModuleMapper<B> for Materialize {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let tensor = param.val();
+        Param::initialized(param.id, tensor)
+    }
+}
+
+/// Gives every parameter a new identity, so deep copies train as separate parameters.
+struct FreshParamIds;
+
+impl<B: Backend> ModuleMapper<B> for FreshParamIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let tensor = param.val();
+        Param::initialized(ParamId::new(), tensor)
+    }
+}
+
+/// The inputs of one forward pass, with PyTorch's argument names.
+#[derive(Debug, Clone)]
+pub struct EncoderInput<B: Backend> {
+    /// `[B, S, E]` if `batch_first`, else `[S, B, E]`.
+    pub src: Tensor<B, 3>,
+    /// `[S, S]` or `[B * nhead, S, S]`, bool (`true` = masked) or float (added).
+    pub src_mask: Option<SrcMask<B>>,
+    /// `[B, S]`, `true` = padding.
+    pub src_key_padding_mask: Option<KeyPaddingMask<B>>,
+    /// Apply the causal mask.
+    pub is_causal: bool,
+    /// Return each layer's per-head attention weights.
+    pub need_weights: bool,
+    /// Return each layer's output (before the final norm).
+    pub output_hidden_states: bool,
+    /// Fail with [`KilnError::NonFinite`] if `src` holds NaN or inf (costs a device sync).
+    pub check_finite: bool,
+}
+
+impl<B: Backend> EncoderInput<B> {
+    /// Input `src` with no masks.
+    pub fn new(src: Tensor<B, 3>) -> Self {
+        Self {
+            src,
+            src_mask: None,
+            src_key_padding_mask: None,
+            is_causal: false,
+            need_weights: false,
+            output_hidden_states: false,
+            check_finite: false,
+        }
+    }
+    /// Sets `src_mask` (bool or float, 2-D or 3-D).
+    pub fn src_mask(mut self, mask: impl Into<SrcMask<B>>) -> Self {
+        self.src_mask = Some(mask.into());
+        self
+    }
+    /// Sets `src_key_padding_mask`.
+    pub fn key_padding_mask(mut self, mask: impl Into<KeyPaddingMask<B>>) -> Self {
+        self.src_key_padding_mask = Some(mask.into());
+        self
+    }
+    /// Sets `is_causal`.
+    pub fn causal(mut self, is_causal: bool) -> Self {
+        self.is_causal = is_causal;
+        self
+    }
+    /// Asks for per-layer attention weights.
+    pub fn need_weights(mut self, yes: bool) -> Self {
+        self.need_weights = yes;
+        self
+    }
+    /// Asks for per-layer hidden states.
+    pub fn output_hidden_states(mut self, yes: bool) -> Self {
+        self.output_hidden_states = yes;
+        self
+    }
+    /// Rejects NaN/inf input.
+    pub fn check_finite(mut self, yes: bool) -> Self {
+        self.check_finite = yes;
+        self
+    }
+}
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput<B: Backend> {
+    /// The encoder's output, in the input's layout (`[B, S, E]` or `[S, B, E]`).
+    pub output: Tensor<B, 3>,
+    /// Per layer, the attention weights `[B, H, S, S]` (PyTorch's `need_weights=True,
+    /// average_attn_weights=False`), when asked for.
+    pub attentions: Option<Vec<Tensor<B, 4>>>,
+    /// Per layer, its output in the input's layout (before the final norm), when asked for.
+    pub hidden_states: Option<Vec<Tensor<B, 3>>>,
+}
+
+impl<B: Backend> TransformerEncoder<B> {
+    /// PyTorch's `forward(src, mask, src_key_padding_mask, is_causal)`.
+    ///
+    /// # Shapes
+    /// - `src`: `[B, S, E]` if `batch_first`, else `[S, B, E]`; output: the same
+    /// - `src_mask`: `[S, S]` or `[B * nhead, S, S]`; `src_key_padding_mask`: `[B, S]`
+    pub fn forward(
+        &self,
+        src: Tensor<B, 3>,
+        src_mask: Option<SrcMask<B>>,
+        src_key_padding_mask: Option<KeyPaddingMask<B>>,
+        is_causal: bool,
+    ) -> Result<Tensor<B, 3>> {
+        let input = EncoderInput {
+            src_mask,
+            src_key_padding_mask,
+            is_causal,
+            ..EncoderInput::new(src)
+        };
+        Ok(self.run(input)?.output)
+    }
+
+    /// The forward pass that also returns each layer's attention weights `[B, H, S, S]`.
+    pub fn forward_with_weights(
+        &self,
+        src: Tensor<B, 3>,
+        src_mask: Option<SrcMask<B>>,
+        src_key_padding_mask: Option<KeyPaddingMask<B>>,
+        is_causal: bool,
+    ) -> Result<(Tensor<B, 3>, Vec<Tensor<B, 4>>)> {
+        let input = EncoderInput {
+            src_mask,
+            src_key_padding_mask,
+            is_causal,
+            need_weights: true,
+            ..EncoderInput::new(src)
+        };
+        let out = self.run(input)?;
+        Ok((out.output, out.attentions.unwrap_or_default()))
+    }
+
+    /// The one forward pass every other entry point (and interpretability, pruning,
+    /// distillation) goes through.
+    ///
+    /// # Shapes
+    /// - `input.src`: `[B, S, E]` if `batch_first`, else `[S, B, E]`
+    /// - output: as `src`; attentions `L x [B, H, S, S]`; hidden states `L x` as `src`
+    pub fn run(&self, input: EncoderInput<B>) -> Result<EncoderOutput<B>> {
+        let batch_first = self.config.batch_first;
+        let [batch, seq] = check_src(&input.src, self.config.d_model, batch_first)?;
+        if input.check_finite {
+            ensure_finite(&input.src, "src")?;
+        }
+        let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
+        let path = if input.need_weights || training_dropout {
+            AttentionPath::Explicit
+        } else {
+            AttentionPath::Fused
+        };
+        let bias = AttentionBias::new(
+            batch,
+            seq,
+            self.config.nhead,
+            input.src_mask.as_ref(),
+            input.src_key_padding_mask.as_ref(),
+            input.is_causal,
+            path,
+            &input.src.device(),
+        )?;
+        for layer in &self.layers {
+            bias.check_heads(layer.self_attn.num_heads)?;
+        }
+
+        let mut x = to_batch_first(input.src, batch_first);
+        let mut attentions = input.need_weights.then(Vec::new);
+        let mut hidden_states = input.output_hidden_states.then(Vec::new);
+        for layer in &self.layers {
+            let (y, weights) = layer.forward_batch_first(x, &bias);
+            if let (Some(all), Some(w)) = (attentions.as_mut(), weights) {
+                all.push(w);
+            }
+            if let Some(all) = hidden_states.as_mut() {
+                all.push(to_batch_first(y.clone(), batch_first));
+            }
+            x = y;
+        }
+        if let Some(norm) = &self.norm {
+            x = norm.forward(x);
+        }
+        Ok(EncoderOutput {
+            output: to_batch_first(x, batch_first),
+            attentions,
+            hidden_states,
+        })
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        Module::num_params(self)
+    }
+}
+
+/// Checks `src` against the model width and returns `[B, S]`.
+pub(crate) fn check_src<B: Backend>(
+    src: &Tensor<B, 3>,
+    d_model: usize,
+    batch_first: bool,
+) -> Result<[usize; 2]> {
+    let dims = src.dims();
+    let layout = if batch_first { "[B, S, E]" } else { "[S, B, E]" };
+    if dims[2] != d_model || dims[0] == 0 || dims[1] == 0 {
+        return Err(KilnError::shape(
+            "src",
+            &dims,
+            format!("{layout} with E = d_model = {d_model} and B, S > 0"),
+        ));
+    }
+    Ok(if batch_first {
+        [dims[0], dims[1]]
+    } else {
+        [dims[1], dims[0]]
+    })
+}
+
+/// `[S, B, E] <-> [B, S, E]` when the model is not batch-first; identity otherwise.
+pub(crate) fn to_batch_first<B: Backend>(x: Tensor<B, 3>, batch_first: bool) -> Tensor<B, 3> {
+    if batch_first {
+        x
+    } else {
+        x.swap_dims(0, 1)
+    }
+}
+
+/// Fails with [`KilnError::NonFinite`] if `t` holds NaN or inf.
+pub fn ensure_finite<B: Backend, const D: usize>(t: &Tensor<B, D>, what: &str) -> Result<()> {
+    let bad = t
+        .clone()
+        .is_finite()
+        .bool_not()
+        .int()
+        .sum()
+        .into_scalar();
+    let count: i64 = burn::tensor::ElementConversion::elem(bad);
+    if count > 0 {
+        return Err(KilnError::NonFinite {
+            what: what.to_string(),
+            count: count as usize,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! # kiln
+//!
+//! PyTorch-compatible Transformer encoders on [burn], generic over
+//! [`Backend`](burn::tensor::backend::Backend): the same numbers as `torch.nn.TransformerEncoder`
+//! on the wgpu GPU backend and the ndarray CPU backend, from one implementation.
+//!
+//! - [`MultiHeadAttention`], [`TransformerEncoderLayer`], [`TransformerEncoder`]: the modules,
+//!   with PyTorch's defaults ([`TransformerEncoderLayerConfig`]) and `state_dict` names;
+//! - [`SrcMask`] / [`KeyPaddingMask`]: bool (`true` = masked out) or float (added) masks;
+//! - [`EncoderInput`] / [`EncoderOutput`]: one forward pass that can also return per-layer
+//!   attention weights and hidden states;
+//! - [`weights`]: `model.safetensors` with PyTorch's keys, and a load report.
+//!
+//! ```no_run
+//! use kiln::{backend::{Cpu, cpu_device}, TransformerEncoder, EncoderInput};
+//! use burn::tensor::{Tensor, Distribution};
+//!
+//! let device = cpu_device();
+//! let model = TransformerEncoder::<Cpu>::from_dir("my_model", &device)?;
+//! let src = Tensor::<Cpu, 3>::random([10, 2, model.config.d_model], Distribution::Default, &device);
+//! let out = model.run(EncoderInput::new(src).causal(true).need_weights(true))?;
+//! println!("{:?}, {} attention maps", out.output.dims(), out.attentions.unwrap().len());
+//! # Ok::<(), kiln::KilnError>(())
+//! ```
+
+pub mod attention;
+pub mod backend;
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod layer;
+pub mod mask;
+pub mod weights;
+
+pub use attention::{masked_softmax, AttentionOutput, MultiHeadAttention};
+pub use config::{
+    Activation, LayerInit, MultiHeadAttentionConfig, TransformerEncoderConfig,
+    TransformerEncoderLayerConfig,
+};
+pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder};
+pub use error::{KilnError, Result};
+pub use layer::TransformerEncoderLayer;
+pub use mask::{KeyPaddingMask, SrcMask};
+pub use weights::{HostTensor, LoadReport, TensorFile, WeightSlot};

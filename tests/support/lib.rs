@@ -1,0 +1,168 @@
+//! Shared helpers of kiln's workspace tests: the PyTorch reference cases in
+//! `tests/fixtures/encoder/`, written by `scripts/gen_fixtures.py`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor, TensorData};
+use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TensorFile, TransformerEncoder};
+
+/// `tests/fixtures` of the workspace.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+}
+
+/// One PyTorch reference case.
+pub struct Case {
+    /// Folder name.
+    pub name: String,
+    /// Folder with config.json, model.safetensors, case.safetensors, meta.json.
+    pub dir: PathBuf,
+    /// Inputs, masks, expected outputs.
+    pub tensors: TensorFile,
+    /// `is_causal` of the reference run.
+    pub is_causal: bool,
+}
+
+/// Every encoder case, sorted by name.
+pub fn encoder_cases() -> Vec<Case> {
+    let root = fixtures_dir().join("encoder");
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "expected the committed fixtures in {}", root.display());
+    names.into_iter().map(|name| load_case(&root.join(&name))).collect()
+}
+
+/// Loads one case folder.
+pub fn load_case(dir: &Path) -> Case {
+    let tensors = TensorFile::read(dir.join("case.safetensors")).expect("case.safetensors");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    Case {
+        name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+        dir: dir.to_path_buf(),
+        tensors,
+        is_causal: meta["is_causal"].as_bool().unwrap(),
+    }
+}
+
+impl Case {
+    /// A named tensor of the case.
+    pub fn get(&self, key: &str) -> Option<&HostTensor> {
+        self.tensors.tensors.get(key)
+    }
+
+    /// The model, loaded through kiln's public API.
+    pub fn model<B: Backend>(&self, device: &B::Device) -> TransformerEncoder<B> {
+        TransformerEncoder::from_dir(&self.dir, device)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// The forward inputs of the case on `device`.
+    pub fn input<B: Backend>(&self, device: &B::Device) -> EncoderInput<B> {
+        let mut input = EncoderInput::new(self.get("src").unwrap().to_tensor::<B, 3>(device))
+            .causal(self.is_causal);
+        if let Some(m) = self.get("src_mask_bool") {
+            input.src_mask = Some(match m.shape.len() {
+                2 => SrcMask::Bool2(to_bool::<B, 2>(m, device)),
+                _ => SrcMask::Bool3(to_bool::<B, 3>(m, device)),
+            });
+        }
+        if let Some(m) = self.get("src_mask_float") {
+            input.src_mask = Some(match m.shape.len() {
+                2 => SrcMask::Float2(m.to_tensor(device)),
+                _ => SrcMask::Float3(m.to_tensor(device)),
+            });
+        }
+        if let Some(m) = self.get("key_padding_mask") {
+            input.src_key_padding_mask = Some(KeyPaddingMask::Bool(to_bool::<B, 2>(m, device)));
+        }
+        if let Some(m) = self.get("key_padding_mask_float") {
+            input.src_key_padding_mask = Some(KeyPaddingMask::Float(m.to_tensor(device)));
+        }
+        input
+    }
+
+    /// Whether the model is batch-first.
+    pub fn batch_first(&self) -> bool {
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir.join("config.json")).unwrap(),
+        )
+        .unwrap();
+        config["batch_first"].as_bool().unwrap_or(false)
+    }
+
+    /// Max |a - expected| over the positions that are not padding.
+    pub fn output_error(&self, output: &HostTensor) -> f32 {
+        let expected = self.get("expected").unwrap();
+        assert_eq!(output.shape, expected.shape, "{}: output shape", self.name);
+        let valid = self.get("valid").unwrap();
+        let [a, b, e] = [output.shape[0], output.shape[1], output.shape[2]];
+        let mut worst = 0.0f32;
+        for i in 0..a {
+            for j in 0..b {
+                // valid is [B, S]; the output is [B, S, E] or [S, B, E].
+                let (batch, pos) = if self.batch_first() { (i, j) } else { (j, i) };
+                if valid.data[batch * valid.shape[1] + pos] < 0.5 {
+                    continue;
+                }
+                for k in 0..e {
+                    let idx = (i * b + j) * e + k;
+                    worst = worst.max((output.data[idx] - expected.data[idx]).abs());
+                }
+            }
+        }
+        worst
+    }
+}
+
+/// A 0/1 host tensor as a bool tensor.
+pub fn to_bool<B: Backend, const D: usize>(t: &HostTensor, device: &B::Device) -> Tensor<B, D, Bool> {
+    let values: Vec<bool> = t.data.iter().map(|&v| v > 0.5).collect();
+    Tensor::from_data(TensorData::new(values, t.shape.clone()), device)
+}
+
+/// Max |a - b| of two equally shaped host tensors.
+pub fn max_abs_diff(a: &HostTensor, b: &HostTensor) -> f32 {
+    assert_eq!(a.shape, b.shape);
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Runs every case on backend `B` and checks outputs and attention weights within `tol`.
+pub fn check_parity<B: Backend>(device: &B::Device, tol: f32) {
+    let mut report = Vec::new();
+    for case in encoder_cases() {
+        let model = case.model::<B>(device);
+        // The fast path (fused attention, no weights).
+        let fast = model.run(case.input::<B>(device)).unwrap();
+        let fast_err = case.output_error(&HostTensor::from_tensor(fast.output));
+        // The weights-returning path.
+        let full = model.run(case.input::<B>(device).need_weights(true)).unwrap();
+        let full_err = case.output_error(&HostTensor::from_tensor(full.output));
+        let attentions = full.attentions.unwrap();
+        assert_eq!(attentions.len(), model.layers.len(), "{}", case.name);
+        let mut attn_err = 0.0f32;
+        for (i, w) in attentions.into_iter().enumerate() {
+            let expected = case.get(&format!("attn.{i}")).unwrap();
+            attn_err = attn_err.max(max_abs_diff(&HostTensor::from_tensor(w), expected));
+        }
+        report.push(format!(
+            "{:<34} fused {fast_err:.2e}  explicit {full_err:.2e}  weights {attn_err:.2e}",
+            case.name
+        ));
+        assert!(
+            fast_err <= tol && full_err <= tol && attn_err <= tol,
+            "{}: error above {tol:e}:\n{}",
+            case.name,
+            report.join("\n")
+        );
+    }
+    println!("{}", report.join("\n"));
+}
