@@ -21,7 +21,12 @@ fn run<B: burn::prelude::Backend>(
         .key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq, device))
         .need_weights(true);
     let out = model.run(input).unwrap();
-    let weights = out.attentions.unwrap().into_iter().map(HostTensor::from_tensor).collect();
+    let weights = out
+        .attentions
+        .unwrap()
+        .into_iter()
+        .map(HostTensor::from_tensor)
+        .collect();
     (HostTensor::from_tensor(out.output), weights)
 }
 
@@ -37,9 +42,15 @@ fn ndarray_and_wgpu_agree() {
     let mut cpu_model = config.init::<Cpu>(&cpu);
     let weights = cpu_model.state_dict();
     let mut gpu_model = config.init::<Gpu>(&gpu);
-    load_slots(gpu_model.weight_slots(""), &weights, &gpu).into_result().unwrap();
+    load_slots(gpu_model.weight_slots(""), &weights, &gpu)
+        .into_result()
+        .unwrap();
 
-    let src = HostTensor::from_tensor(Tensor::<Cpu, 3>::random([3, 9, 32], Distribution::Normal(0.0, 1.0), &cpu));
+    let src = HostTensor::from_tensor(Tensor::<Cpu, 3>::random(
+        [3, 9, 32],
+        Distribution::Normal(0.0, 1.0),
+        &cpu,
+    ));
     let lengths = [9, 5, 2];
     let (y_cpu, w_cpu) = run(&cpu_model, &src, &lengths, &cpu);
     let (y_gpu, w_gpu) = run(&gpu_model, &src, &lengths, &gpu);
@@ -52,7 +63,12 @@ fn ndarray_and_wgpu_agree() {
 
     // The fused (no-weights) path agrees too.
     let fast_gpu = gpu_model
-        .forward(src.to_tensor(&gpu), None, Some(KeyPaddingMask::from_lengths(&lengths, 9, &gpu)), false)
+        .forward(
+            src.to_tensor(&gpu),
+            None,
+            Some(KeyPaddingMask::from_lengths(&lengths, 9, &gpu)),
+            false,
+        )
         .unwrap();
     let err = max_abs_diff(&y_cpu, &HostTensor::from_tensor(fast_gpu));
     assert!(err <= 1e-4, "fused wgpu path differs by {err}");

@@ -2,7 +2,9 @@
 
 use burn::tensor::{Bool, Distribution, Tensor, TensorData};
 use kiln::backend::{cpu_device, Cpu};
-use kiln::{EncoderInput, HostTensor, KeyPaddingMask, KilnError, SrcMask, TransformerEncoderConfig};
+use kiln::{
+    EncoderInput, HostTensor, KeyPaddingMask, KilnError, SrcMask, TransformerEncoderConfig,
+};
 use kiln_tests::max_abs_diff;
 
 fn model() -> kiln::TransformerEncoder<Cpu> {
@@ -24,14 +26,23 @@ fn fully_masked_rows_are_finite_with_zero_weights() {
     let padding = KeyPaddingMask::<Cpu>::from_lengths(&[5, 0], 5, &device);
     let input = EncoderInput::new(src(2, 5)).key_padding_mask(padding.clone());
     let fast = HostTensor::from_tensor(model.run(input.clone()).unwrap().output);
-    assert!(fast.data.iter().all(|v| v.is_finite()), "fused path produced NaN");
+    assert!(
+        fast.data.iter().all(|v| v.is_finite()),
+        "fused path produced NaN"
+    );
     let out = model.run(input.need_weights(true)).unwrap();
     let full = HostTensor::from_tensor(out.output);
-    assert!(full.data.iter().all(|v| v.is_finite()), "explicit path produced NaN");
+    assert!(
+        full.data.iter().all(|v| v.is_finite()),
+        "explicit path produced NaN"
+    );
     assert!(max_abs_diff(&fast, &full) < 1e-5);
     let w = HostTensor::from_tensor(out.attentions.unwrap()[0].clone());
     let per_item = w.data.len() / 2;
-    assert!(w.data[per_item..].iter().all(|&v| v == 0.0), "masked rows must weigh 0");
+    assert!(
+        w.data[per_item..].iter().all(|&v| v == 0.0),
+        "masked rows must weigh 0"
+    );
     // Rows of item 0 sum to 1.
     for row in w.data[..per_item].chunks(5) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -44,13 +55,23 @@ fn is_causal_equals_the_causal_mask_and_its_float_form() {
     let model = model();
     let x = src(2, 6);
     let by_flag = model.forward(x.clone(), None, None, true).unwrap();
-    let by_mask = model.forward(x.clone(), Some(SrcMask::causal(6, &device)), None, false).unwrap();
+    let by_mask = model
+        .forward(x.clone(), Some(SrcMask::causal(6, &device)), None, false)
+        .unwrap();
     // PyTorch's generate_square_subsequent_mask(6): -inf above the diagonal, 0 elsewhere.
     let values: Vec<f32> = (0..36)
-        .map(|k| if k % 6 > k / 6 { f32::NEG_INFINITY } else { 0.0 })
+        .map(|k| {
+            if k % 6 > k / 6 {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
         .collect();
     let float_mask = Tensor::<Cpu, 2>::from_data(TensorData::new(values, [6, 6]), &device);
-    let by_float = model.forward(x, Some(SrcMask::Float2(float_mask)), None, false).unwrap();
+    let by_float = model
+        .forward(x, Some(SrcMask::Float2(float_mask)), None, false)
+        .unwrap();
     let a = HostTensor::from_tensor(by_flag);
     assert!(max_abs_diff(&a, &HostTensor::from_tensor(by_mask)) < 1e-6);
     assert!(max_abs_diff(&a, &HostTensor::from_tensor(by_float)) < 1e-6);
@@ -65,7 +86,12 @@ fn padding_does_not_change_real_tokens() {
     // Append 3 garbage tokens and mask them as padding.
     let padded = Tensor::cat(vec![x, src(1, 3).mul_scalar(100.0)], 1);
     let out = model
-        .forward(padded, None, Some(KeyPaddingMask::from_lengths(&[4], 7, &device)), false)
+        .forward(
+            padded,
+            None,
+            Some(KeyPaddingMask::from_lengths(&[4], 7, &device)),
+            false,
+        )
         .unwrap();
     let real = HostTensor::from_tensor(out.narrow(1, 0, 4));
     assert!(max_abs_diff(&alone, &real) < 1e-5);
@@ -75,28 +101,57 @@ fn padding_does_not_change_real_tokens() {
 fn wrong_shapes_are_errors_not_panics() {
     let device = cpu_device();
     let model = model();
-    let err = model.forward(Tensor::zeros([2, 5, 8], &device), None, None, false).unwrap_err();
+    let err = model
+        .forward(Tensor::zeros([2, 5, 8], &device), None, None, false)
+        .unwrap_err();
     assert!(matches!(err, KilnError::Shape { .. }), "{err}");
     assert!(err.to_string().contains("d_model = 16"), "{err}");
 
-    let bad_mask = SrcMask::Bool2(Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(vec![false; 12], [3, 4]), &device));
-    let err = model.forward(src(2, 5), Some(bad_mask), None, false).unwrap_err();
-    assert!(err.to_string().contains("src_mask has shape [3, 4]"), "{err}");
+    let bad_mask = SrcMask::Bool2(Tensor::<Cpu, 2, Bool>::from_data(
+        TensorData::new(vec![false; 12], [3, 4]),
+        &device,
+    ));
+    let err = model
+        .forward(src(2, 5), Some(bad_mask), None, false)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("src_mask has shape [3, 4]"),
+        "{err}"
+    );
 
     let bad_heads = SrcMask::Float3(Tensor::<Cpu, 3>::zeros([3, 5, 5], &device));
-    let err = model.forward(src(2, 5), Some(bad_heads), None, false).unwrap_err();
-    assert!(err.to_string().contains("[B*nhead, S, S] = [8, 5, 5]"), "{err}");
+    let err = model
+        .forward(src(2, 5), Some(bad_heads), None, false)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("[B*nhead, S, S] = [8, 5, 5]"),
+        "{err}"
+    );
 
     let bad_pad = KeyPaddingMask::from_lengths(&[5, 5, 5], 5, &device);
-    let err = model.forward(src(2, 5), None, Some(bad_pad), false).unwrap_err();
-    assert!(err.to_string().contains("src_key_padding_mask has shape [3, 5]"), "{err}");
+    let err = model
+        .forward(src(2, 5), None, Some(bad_pad), false)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("src_key_padding_mask has shape [3, 5]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn nan_input_is_reported_when_checked() {
     let device = cpu_device();
     let model = model();
-    let x = src(1, 3).slice_assign([0..1, 1..2, 0..1], Tensor::from_data([[[f32::NAN]]], &device));
-    let err = model.run(EncoderInput::new(x).check_finite(true)).unwrap_err();
-    assert!(matches!(err, KilnError::NonFinite { count: 1, .. }), "{err}");
+    let x = src(1, 3).slice_assign(
+        [0..1, 1..2, 0..1],
+        Tensor::from_data([[[f32::NAN]]], &device),
+    );
+    let err = model
+        .run(EncoderInput::new(x).check_finite(true))
+        .unwrap_err();
+    assert!(
+        matches!(err, KilnError::NonFinite { count: 1, .. }),
+        "{err}"
+    );
 }

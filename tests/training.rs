@@ -23,7 +23,10 @@ fn dropout_is_active_in_training_and_off_in_eval() {
     let x = Tensor::<B, 3>::random([5, 2, 16], Distribution::Normal(0.0, 1.0), &device);
     let a = HostTensor::from_tensor(model.forward(x.clone(), None, None, false).unwrap());
     let b = HostTensor::from_tensor(model.forward(x.clone(), None, None, false).unwrap());
-    assert!(max_abs_diff(&a, &b) > 1e-3, "two training passes should differ (dropout)");
+    assert!(
+        max_abs_diff(&a, &b) > 1e-3,
+        "two training passes should differ (dropout)"
+    );
 
     let eval = model.valid();
     let x = x.inner();
@@ -54,15 +57,26 @@ fn gradient_reaches_every_parameter() {
     for (norm_first, causal) in [(false, false), (true, true)] {
         let model = config().with_norm_first(norm_first).init::<B>(&device);
         let x = Tensor::<B, 3>::random([6, 3, 16], Distribution::Normal(0.0, 1.0), &device);
-        let out = model.run(EncoderInput::new(x).causal(causal)).unwrap().output;
+        let out = model
+            .run(EncoderInput::new(x).causal(causal))
+            .unwrap()
+            .output;
         let target = Tensor::<B, 3>::random(out.dims(), Distribution::Normal(0.0, 1.0), &device);
         let loss = (out - target).powf_scalar(2.0).mean();
         let grads = loss.backward();
-        let mut check = GradCheck { grads: &grads, missing: vec![], count: 0 };
+        let mut check = GradCheck {
+            grads: &grads,
+            missing: vec![],
+            count: 0,
+        };
         model.visit(&mut check);
         // 12 tensors per layer (in_proj, out_proj, linear1, linear2, norm1, norm2: weight + bias)
         // and the final norm's 2.
         assert_eq!(check.count, 2 * 12 + 2, "visited every parameter tensor");
-        assert!(check.missing.is_empty(), "{} parameter(s) got no gradient", check.missing.len());
+        assert!(
+            check.missing.is_empty(),
+            "{} parameter(s) got no gradient",
+            check.missing.len()
+        );
     }
 }

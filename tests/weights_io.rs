@@ -29,7 +29,10 @@ fn save_and_load_round_trip() {
     let b = HostTensor::from_tensor(back.forward(x, None, None, false).unwrap());
     assert_eq!(a, b);
     assert!(!back.layers[0].linear1.bias.is_some());
-    assert!(back.norm.as_ref().unwrap().beta.is_some(), "final norm keeps its bias");
+    assert!(
+        back.norm.as_ref().unwrap().beta.is_some(),
+        "final norm keeps its bias"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -52,8 +55,16 @@ fn write_with_dtype(src: &TensorFile, dtype: Dtype, path: &std::path::Path) {
         .iter()
         .map(|(k, t)| {
             let bytes = match dtype {
-                Dtype::F16 => t.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-                Dtype::BF16 => t.data.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                Dtype::F16 => t
+                    .data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => t
+                    .data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
                 _ => unreachable!(),
             };
             (k.clone(), (t.shape.clone(), bytes))
@@ -89,8 +100,12 @@ fn load_err(mutate: impl FnOnce(&mut TensorFile)) -> KilnError {
     mutate(&mut file);
     let dir = tmpdir(&format!("err{}", rand_suffix()));
     file.write(dir.join("model.safetensors")).unwrap();
-    let err = TransformerEncoder::<Cpu>::from_files(case.dir.join("config.json"), dir.join("model.safetensors"), &cpu_device())
-        .unwrap_err();
+    let err = TransformerEncoder::<Cpu>::from_files(
+        case.dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &cpu_device(),
+    )
+    .unwrap_err();
     std::fs::remove_dir_all(dir).unwrap();
     err
 }
@@ -111,12 +126,22 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
     assert!(err.to_string().contains("[16, 32]"), "{err}");
 
     let err = load_err(|f| {
-        f.tensors.insert("layers.2.norm1.weight".into(), HostTensor::new(vec![16], vec![1.0; 16]));
+        f.tensors.insert(
+            "layers.2.norm1.weight".into(),
+            HostTensor::new(vec![16], vec![1.0; 16]),
+        );
     });
-    assert!(err.to_string().contains("unexpected weight(s) in file: layers.2.norm1.weight"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unexpected weight(s) in file: layers.2.norm1.weight"),
+        "{err}"
+    );
 
     let err = load_err(|f| {
-        f.tensors.insert("layers.0.self_attn.in_proj_weight".into(), HostTensor::new(vec![48, 8], vec![0.0; 384]));
+        f.tensors.insert(
+            "layers.0.self_attn.in_proj_weight".into(),
+            HostTensor::new(vec![48, 8], vec![0.0; 384]),
+        );
     });
     assert!(
         err.to_string().contains("`layers.0.self_attn.in_proj_weight` has shape [48, 8] in the file, but the model expects [48, 16]"),
@@ -131,12 +156,24 @@ fn corrupt_and_absent_files_are_clear_errors() {
     let path = dir.join("model.safetensors");
     let good = std::fs::read(case.dir.join("model.safetensors")).unwrap();
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
-    let err = TransformerEncoder::<Cpu>::from_files(case.dir.join("config.json"), &path, &cpu_device()).unwrap_err();
+    let err =
+        TransformerEncoder::<Cpu>::from_files(case.dir.join("config.json"), &path, &cpu_device())
+            .unwrap_err();
     assert!(matches!(err, KilnError::Safetensors { .. }), "{err}");
     std::fs::write(&path, b"not a safetensors file at all").unwrap();
-    let err = TransformerEncoder::<Cpu>::from_files(case.dir.join("config.json"), &path, &cpu_device()).unwrap_err();
-    assert!(err.to_string().contains("not a valid safetensors file"), "{err}");
-    let err = TransformerEncoder::<Cpu>::from_files(case.dir.join("config.json"), dir.join("nope"), &cpu_device()).unwrap_err();
+    let err =
+        TransformerEncoder::<Cpu>::from_files(case.dir.join("config.json"), &path, &cpu_device())
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid safetensors file"),
+        "{err}"
+    );
+    let err = TransformerEncoder::<Cpu>::from_files(
+        case.dir.join("config.json"),
+        dir.join("nope"),
+        &cpu_device(),
+    )
+    .unwrap_err();
     assert!(matches!(err, KilnError::Io { .. }), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -146,14 +183,19 @@ fn cloned_init_starts_layers_identical_with_separate_parameters() {
     let device = cpu_device();
     let config = TransformerEncoderConfig::new(16, 4, 3).with_layer_init(kiln::LayerInit::Cloned);
     let mut model = config.init::<Cpu>(&device);
-    assert_ne!(model.layers[0].linear1.weight.id, model.layers[1].linear1.weight.id);
+    assert_ne!(
+        model.layers[0].linear1.weight.id,
+        model.layers[1].linear1.weight.id
+    );
     let sd = model.state_dict();
     for key in ["self_attn.in_proj_weight", "linear1.weight", "linear2.bias"] {
         let a = &sd.tensors[&format!("layers.0.{key}")];
         let b = &sd.tensors[&format!("layers.2.{key}")];
         assert_eq!(a, b, "{key}");
     }
-    let independent = TransformerEncoderConfig::new(16, 4, 3).init::<Cpu>(&device).state_dict();
+    let independent = TransformerEncoderConfig::new(16, 4, 3)
+        .init::<Cpu>(&device)
+        .state_dict();
     assert_ne!(
         independent.tensors["layers.0.linear1.weight"],
         independent.tensors["layers.1.linear1.weight"]

@@ -9,7 +9,9 @@ use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TensorFile, Transf
 
 /// `tests/fixtures` of the workspace.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// One PyTorch reference case.
@@ -32,8 +34,15 @@ pub fn encoder_cases() -> Vec<Case> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.len() >= 10, "expected the committed fixtures in {}", root.display());
-    names.into_iter().map(|name| load_case(&root.join(&name))).collect()
+    assert!(
+        names.len() >= 10,
+        "expected the committed fixtures in {}",
+        root.display()
+    );
+    names
+        .into_iter()
+        .map(|name| load_case(&root.join(&name)))
+        .collect()
 }
 
 /// Loads one case folder.
@@ -88,10 +97,9 @@ impl Case {
 
     /// Whether the model is batch-first.
     pub fn batch_first(&self) -> bool {
-        let config: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.dir.join("config.json")).unwrap(),
-        )
-        .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("config.json")).unwrap())
+                .unwrap();
         config["batch_first"].as_bool().unwrap_or(false)
     }
 
@@ -120,7 +128,10 @@ impl Case {
 }
 
 /// A 0/1 host tensor as a bool tensor.
-pub fn to_bool<B: Backend, const D: usize>(t: &HostTensor, device: &B::Device) -> Tensor<B, D, Bool> {
+pub fn to_bool<B: Backend, const D: usize>(
+    t: &HostTensor,
+    device: &B::Device,
+) -> Tensor<B, D, Bool> {
     let values: Vec<bool> = t.data.iter().map(|&v| v > 0.5).collect();
     Tensor::from_data(TensorData::new(values, t.shape.clone()), device)
 }
@@ -144,7 +155,9 @@ pub fn check_parity<B: Backend>(device: &B::Device, tol: f32) {
         let fast = model.run(case.input::<B>(device)).unwrap();
         let fast_err = case.output_error(&HostTensor::from_tensor(fast.output));
         // The weights-returning path.
-        let full = model.run(case.input::<B>(device).need_weights(true)).unwrap();
+        let full = model
+            .run(case.input::<B>(device).need_weights(true))
+            .unwrap();
         let full_err = case.output_error(&HostTensor::from_tensor(full.output));
         let attentions = full.attentions.unwrap();
         assert_eq!(attentions.len(), model.layers.len(), "{}", case.name);

@@ -62,7 +62,10 @@ pub fn run(args: &ForwardArgs) -> Result<()> {
     }
     let selection = select(args.backend)?;
     if let Some(reason) = &selection.reason {
-        eprintln!("kiln: --backend auto picked {} ({reason})", selection.backend.name());
+        eprintln!(
+            "kiln: --backend auto picked {} ({reason})",
+            selection.backend.name()
+        );
     }
     with_backend!(selection.backend, |B, device| forward::<B>(
         args,
@@ -84,8 +87,14 @@ fn check_paths(args: &ForwardArgs) -> Result<()> {
     .into_iter()
     .filter_map(|(name, p)| p.as_ref().map(|p| (name, p)))
     .collect();
-    let outputs = [("--output", &args.output), ("--attention-out", &args.attention_out)];
-    for (out_name, out) in outputs.iter().filter_map(|(n, p)| p.as_ref().map(|p| (n, p))) {
+    let outputs = [
+        ("--output", &args.output),
+        ("--attention-out", &args.attention_out),
+    ];
+    for (out_name, out) in outputs
+        .iter()
+        .filter_map(|(n, p)| p.as_ref().map(|p| (n, p)))
+    {
         for (in_name, input) in &inputs {
             if same_file(input, out) {
                 return Err(usage(format!(
@@ -116,7 +125,10 @@ fn forward<B: Backend>(
         Some(path) => {
             let array = npy::read(path)?;
             if array.is_bool {
-                bail!("{}: input must be float32 or float16, not bool", path.display());
+                bail!(
+                    "{}: input must be float32 or float16, not bool",
+                    path.display()
+                );
             }
             let t = array.tensor;
             if t.shape.len() != 3 {
@@ -289,7 +301,10 @@ fn random_input(
     HostTensor::new(shape, data)
 }
 
-fn bool_tensor<B: Backend, const D: usize>(t: &HostTensor, device: &B::Device) -> Tensor<B, D, Bool> {
+fn bool_tensor<B: Backend, const D: usize>(
+    t: &HostTensor,
+    device: &B::Device,
+) -> Tensor<B, D, Bool> {
     let values: Vec<bool> = t.data.iter().map(|&v| v != 0.0).collect();
     Tensor::from_data(TensorData::new(values, t.shape.clone()), device)
 }

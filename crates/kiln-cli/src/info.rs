@@ -81,10 +81,20 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
     println!("parameters: {params} ({:.2} M)", params as f64 / 1e6);
     println!("FLOPs per token at seq {}: {:.3} M", args.seq, flops / 1e6);
     if let Some(bytes) = weights_bytes {
-        println!("weights file: {bytes} bytes ({:.2} MiB)", bytes as f64 / 1048576.0);
+        println!(
+            "weights file: {bytes} bytes ({:.2} MiB)",
+            bytes as f64 / 1048576.0
+        );
     }
     println!("backends:");
-    println!("  ndarray: CPU{}", if cfg!(feature = "blas") { " (OpenBLAS)" } else { "" });
+    println!(
+        "  ndarray: CPU{}",
+        if cfg!(feature = "blas") {
+            " (OpenBLAS)"
+        } else {
+            ""
+        }
+    );
     if adapters.is_empty() {
         println!("  wgpu: no adapter found");
     }
@@ -122,7 +132,10 @@ pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
         if let Ok(c) = p.canonicalize() {
             return Some(c);
         }
-        let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let parent = p
+            .parent()
+            .filter(|x| !x.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         Some(parent.canonicalize().ok()?.join(p.file_name()?))
     };
     match (canon(a), canon(b)) {

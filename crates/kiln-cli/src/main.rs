@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-
 /// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (ndarray).
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about, propagate_version = true)]
@@ -79,6 +78,7 @@ fn main() -> ExitCode {
         eprintln!("kiln: internal error: {message}");
     }));
 
+    quiet_window_system_probe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -94,10 +94,15 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run_info(args),
         Command::Init(args) => info::run_init(args),
     });
+    remove_runtime_dir();
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
+            let code = if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            };
             eprintln!("kiln: {}", one_line(&e));
             ExitCode::from(code)
         }
@@ -115,6 +120,35 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// Mesa's Vulkan drivers complain on stderr ("XDG_RUNTIME_DIR is invalid") when probing for a
+/// display on headless machines. kiln never opens a window; give them a private runtime dir.
+fn quiet_window_system_probe() {
+    #[cfg(unix)]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kiln-runtime-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok()
+            && std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_ok()
+        {
+            // Single-threaded at this point: nothing else reads the environment concurrently.
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+            RUNTIME_DIR.with(|d| *d.borrow_mut() = Some(dir));
+        }
+    }
+}
+
+thread_local! {
+    static RUNTIME_DIR: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+fn remove_runtime_dir() {
+    RUNTIME_DIR.with(|d| {
+        if let Some(dir) = d.borrow_mut().take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    });
 }
 
 fn init_logging(level: &str) {

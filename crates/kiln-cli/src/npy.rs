@@ -36,7 +36,11 @@ pub fn read(path: &Path) -> Result<NpyArray> {
     let (data, is_bool): (Vec<f32>, bool) = match &type_str[1..] {
         "f4" => (file.into_vec::<f32>().map_err(truncated)?, false),
         "f8" => (
-            file.into_vec::<f64>().map_err(truncated)?.into_iter().map(|v| v as f32).collect(),
+            file.into_vec::<f64>()
+                .map_err(truncated)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
             false,
         ),
         "f2" => (

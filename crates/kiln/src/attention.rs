@@ -44,7 +44,10 @@ impl MultiHeadAttentionConfig {
         let mut out_proj = LinearConfig::new(inner, self.embed_dim)
             .with_bias(self.bias)
             .init(device);
-        for bias in [&mut in_proj.bias, &mut out_proj.bias].into_iter().flatten() {
+        for bias in [&mut in_proj.bias, &mut out_proj.bias]
+            .into_iter()
+            .flatten()
+        {
             *bias = Initializer::Zeros.init(bias.dims(), device);
         }
         MultiHeadAttention {
@@ -82,11 +85,7 @@ impl<B: Backend> MultiHeadAttention<B> {
             .forward(x)
             .reshape([batch, seq, 3, h, dh])
             .permute([2, 0, 3, 1, 4]);
-        let [q, k, v] = [0, 1, 2].map(|i| {
-            qkv.clone()
-                .narrow(0, i, 1)
-                .reshape([batch, h, seq, dh])
-        });
+        let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).reshape([batch, h, seq, dh]));
 
         let (context, weights) = match bias.path {
             AttentionPath::Fused => {
@@ -132,11 +131,7 @@ impl<B: Backend> MultiHeadAttention<B> {
 /// The row maximum is clamped to a finite value and detached (softmax is shift-invariant, so
 /// this changes neither the value nor the gradient), and the denominator is kept positive.
 pub fn masked_softmax<B: Backend, const D: usize>(scores: Tensor<B, D>) -> Tensor<B, D> {
-    let max = scores
-        .clone()
-        .max_dim(D - 1)
-        .clamp_min(f32::MIN)
-        .detach();
+    let max = scores.clone().max_dim(D - 1).clamp_min(f32::MIN).detach();
     let exp = (scores - max).exp();
     let sum = exp.clone().sum_dim(D - 1).clamp_min(f32::MIN_POSITIVE);
     exp / sum

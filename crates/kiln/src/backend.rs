@@ -46,7 +46,10 @@ pub enum AdapterKind {
 impl AdapterKind {
     /// Whether this is real GPU hardware (not a CPU-type software device).
     pub fn is_gpu(self) -> bool {
-        matches!(self, Self::DiscreteGpu | Self::IntegratedGpu | Self::VirtualGpu)
+        matches!(
+            self,
+            Self::DiscreteGpu | Self::IntegratedGpu | Self::VirtualGpu
+        )
     }
 }
 
@@ -63,14 +66,15 @@ pub struct AdapterInfo {
     pub driver: String,
 }
 
-/// Every wgpu adapter on this machine (empty when there is none).
+/// Every wgpu adapter of the primary APIs (Vulkan, Metal, DX12) on this machine; empty when
+/// there is none. (OpenGL is not probed: burn-wgpu does not pick it by default.)
 #[cfg(feature = "wgpu")]
 pub fn wgpu_adapters() -> Vec<AdapterInfo> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::all(),
+        backends: wgpu::Backends::PRIMARY,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     adapters
         .into_iter()
         .map(|adapter| {
@@ -85,7 +89,9 @@ pub fn wgpu_adapters() -> Vec<AdapterInfo> {
                     wgpu::DeviceType::Other => AdapterKind::Other,
                 },
                 api: format!("{:?}", info.backend),
-                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
             }
         })
         .collect()

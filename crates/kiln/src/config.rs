@@ -67,7 +67,8 @@ pub struct MultiHeadAttentionConfig {
 impl MultiHeadAttentionConfig {
     /// The head width `Dh`.
     pub fn resolved_head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.embed_dim / self.num_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.embed_dim / self.num_heads.max(1))
     }
 
     /// Checks the shape parameters.
@@ -211,7 +212,10 @@ pub struct TransformerEncoderConfig {
 impl TransformerEncoderConfig {
     /// The configuration of layer `index`.
     pub fn layer_config(&self, index: usize) -> TransformerEncoderLayerConfig {
-        let heads = self.layer_heads.as_ref().and_then(|h| h.get(index).copied());
+        let heads = self
+            .layer_heads
+            .as_ref()
+            .and_then(|h| h.get(index).copied());
         let ffn = self
             .layer_dim_feedforward
             .as_ref()
@@ -318,11 +322,10 @@ impl TransformerEncoderConfig {
 
     /// Parses the `config.json` format from a string.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let file: EncoderConfigFile =
-            serde_json::from_str(text).map_err(|e| KilnError::Json {
-                path: "config.json".into(),
-                reason: e.to_string(),
-            })?;
+        let file: EncoderConfigFile = serde_json::from_str(text).map_err(|e| KilnError::Json {
+            path: "config.json".into(),
+            reason: e.to_string(),
+        })?;
         for key in file.unknown.keys() {
             tracing::warn!("config.json: ignoring unknown field `{key}`");
         }
@@ -440,8 +443,10 @@ mod tests {
 
     #[test]
     fn missing_fields_take_pytorch_defaults() {
-        let c = TransformerEncoderConfig::from_json_str(r#"{"d_model": 8, "nhead": 2, "num_layers": 1}"#)
-            .unwrap();
+        let c = TransformerEncoderConfig::from_json_str(
+            r#"{"d_model": 8, "nhead": 2, "num_layers": 1}"#,
+        )
+        .unwrap();
         assert_eq!(c.dim_feedforward, 2048);
         assert_eq!(c.dropout, 0.1);
         assert_eq!(c.activation, Activation::Relu);
@@ -463,8 +468,10 @@ mod tests {
 
     #[test]
     fn rejects_indivisible_heads() {
-        let err = TransformerEncoderConfig::from_json_str(r#"{"d_model": 10, "nhead": 3, "num_layers": 1}"#)
-            .unwrap_err();
+        let err = TransformerEncoderConfig::from_json_str(
+            r#"{"d_model": 10, "nhead": 3, "num_layers": 1}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("divisible"), "{err}");
     }
 
@@ -481,6 +488,9 @@ mod tests {
     fn counts_parameters_like_pytorch() {
         // sum(p.numel() for p in nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, 32), 2).parameters())
         let c = TransformerEncoderConfig::new(16, 4, 2).with_dim_feedforward(32);
-        assert_eq!(c.num_params(), 2 * (3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 16 * 32 + 32 + 32 * 16 + 16 + 4 * 16));
+        assert_eq!(
+            c.num_params(),
+            2 * (3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 16 * 32 + 32 + 32 * 16 + 16 + 4 * 16)
+        );
     }
 }

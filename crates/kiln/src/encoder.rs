@@ -272,7 +272,11 @@ pub(crate) fn check_src<B: Backend>(
     batch_first: bool,
 ) -> Result<[usize; 2]> {
     let dims = src.dims();
-    let layout = if batch_first { "[B, S, E]" } else { "[S, B, E]" };
+    let layout = if batch_first {
+        "[B, S, E]"
+    } else {
+        "[S, B, E]"
+    };
     if dims[2] != d_model || dims[0] == 0 || dims[1] == 0 {
         return Err(KilnError::shape(
             "src",
@@ -298,13 +302,7 @@ pub(crate) fn to_batch_first<B: Backend>(x: Tensor<B, 3>, batch_first: bool) -> 
 
 /// Fails with [`KilnError::NonFinite`] if `t` holds NaN or inf.
 pub fn ensure_finite<B: Backend, const D: usize>(t: &Tensor<B, D>, what: &str) -> Result<()> {
-    let bad = t
-        .clone()
-        .is_finite()
-        .bool_not()
-        .int()
-        .sum()
-        .into_scalar();
+    let bad = t.clone().is_finite().bool_not().int().sum().into_scalar();
     let count: i64 = burn::tensor::ElementConversion::elem(bad);
     if count > 0 {
         return Err(KilnError::NonFinite {

@@ -57,7 +57,11 @@ impl KilnError {
         }
     }
 
-    pub(crate) fn shape(what: impl Into<String>, got: &[usize], expected: impl Into<String>) -> Self {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        got: &[usize],
+        expected: impl Into<String>,
+    ) -> Self {
         Self::Shape {
             what: what.into(),
             got: got.to_vec(),

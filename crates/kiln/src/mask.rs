@@ -171,7 +171,10 @@ impl<B: Backend> AttentionBias<B> {
                 return Err(KilnError::shape(
                     "src_mask",
                     &dims,
-                    format!("[S, S] = [{seq}, {seq}] or [B*nhead, S, S] = [{}, {seq}, {seq}]", batch * nhead),
+                    format!(
+                        "[S, S] = [{seq}, {seq}] or [B*nhead, S, S] = [{}, {seq}, {seq}]",
+                        batch * nhead
+                    ),
                 ));
             }
             if per_head {

@@ -50,7 +50,10 @@ impl HostTensor {
     /// Uploads to `device`; `D` must equal the number of dimensions.
     pub fn to_tensor<B: Backend, const D: usize>(&self, device: &B::Device) -> Tensor<B, D> {
         assert_eq!(self.shape.len(), D, "rank mismatch");
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), self.shape.clone()),
+            device,
+        )
     }
 
     /// The transpose of a 2-D tensor.
@@ -241,13 +244,19 @@ impl<'a, B: Backend> WeightSlot<'a, B> {
 }
 
 /// The slots of a Linear layer: `{prefix}.weight`, `{prefix}.bias`.
-pub fn linear_slots<'a, B: Backend>(prefix: &str, linear: &'a mut Linear<B>) -> Vec<WeightSlot<'a, B>> {
+pub fn linear_slots<'a, B: Backend>(
+    prefix: &str,
+    linear: &'a mut Linear<B>,
+) -> Vec<WeightSlot<'a, B>> {
     let mut slots = vec![WeightSlot::new(
         format!("{prefix}.weight"),
         SlotTarget::LinearWeight(&mut linear.weight),
     )];
     if let Some(bias) = linear.bias.as_mut() {
-        slots.push(WeightSlot::new(format!("{prefix}.bias"), SlotTarget::Vector(bias)));
+        slots.push(WeightSlot::new(
+            format!("{prefix}.bias"),
+            SlotTarget::Vector(bias),
+        ));
     }
     slots
 }
@@ -262,7 +271,10 @@ pub fn layer_norm_slots<'a, B: Backend>(
         SlotTarget::Vector(&mut norm.gamma),
     )];
     if let Some(beta) = norm.beta.as_mut() {
-        slots.push(WeightSlot::new(format!("{prefix}.bias"), SlotTarget::Vector(beta)));
+        slots.push(WeightSlot::new(
+            format!("{prefix}.bias"),
+            SlotTarget::Vector(beta),
+        ));
     }
     slots
 }
@@ -285,7 +297,10 @@ impl<B: Backend> TransformerEncoder<B> {
                     SlotTarget::Vector(bias),
                 ));
             }
-            slots.extend(linear_slots(&format!("{p}.self_attn.out_proj"), &mut attn.out_proj));
+            slots.extend(linear_slots(
+                &format!("{p}.self_attn.out_proj"),
+                &mut attn.out_proj,
+            ));
             slots.extend(linear_slots(&format!("{p}.linear1"), &mut layer.linear1));
             slots.extend(linear_slots(&format!("{p}.linear2"), &mut layer.linear2));
             slots.extend(layer_norm_slots(&format!("{p}.norm1"), &mut layer.norm1));
@@ -301,7 +316,11 @@ impl<B: Backend> TransformerEncoder<B> {
     /// mis-shaped key is an error that names it.
     pub fn load_safetensors(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let file = TensorFile::read(path)?;
-        let device = self.devices().into_iter().next().expect("model has a device");
+        let device = self
+            .devices()
+            .into_iter()
+            .next()
+            .expect("model has a device");
         load_slots(self.weight_slots(""), &file, &device).into_result()?;
         Ok(self)
     }
@@ -319,7 +338,11 @@ impl<B: Backend> TransformerEncoder<B> {
     /// Loads a directory holding `config.json` and `model.safetensors`.
     pub fn from_dir(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
         let dir = dir.as_ref();
-        Self::from_files(dir.join("config.json"), dir.join("model.safetensors"), device)
+        Self::from_files(
+            dir.join("config.json"),
+            dir.join("model.safetensors"),
+            device,
+        )
     }
 
     /// The PyTorch `state_dict` of the model, on the host.
@@ -341,7 +364,10 @@ impl<B: Backend> TransformerEncoder<B> {
     pub fn save_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| KilnError::io(dir, e))?;
-        write_atomic(&dir.join("config.json"), self.config.to_json_string().as_bytes())?;
+        write_atomic(
+            &dir.join("config.json"),
+            self.config.to_json_string().as_bytes(),
+        )?;
         self.save_safetensors(dir.join("model.safetensors"))
     }
 }
@@ -395,11 +421,8 @@ pub fn load_slots<B: Backend>(
     let mut used = BTreeSet::new();
     for mut slot in slots {
         let expected = slot.target.checkpoint_shape();
-        let parts: Option<Vec<&HostTensor>> = slot
-            .sources
-            .iter()
-            .map(|k| file.tensors.get(k))
-            .collect();
+        let parts: Option<Vec<&HostTensor>> =
+            slot.sources.iter().map(|k| file.tensors.get(k)).collect();
         let Some(parts) = parts else {
             let absent = slot
                 .sources
@@ -434,7 +457,10 @@ fn concat_dim0(parts: &[&HostTensor]) -> HostTensor {
         return parts[0].clone();
     }
     let mut shape = parts[0].shape.clone();
-    if parts.iter().any(|p| p.shape.len() != shape.len() || p.shape[1..] != shape[1..]) {
+    if parts
+        .iter()
+        .any(|p| p.shape.len() != shape.len() || p.shape[1..] != shape[1..])
+    {
         // Shapes that cannot be stacked: report them as they are.
         shape = parts.iter().flat_map(|p| p.shape.clone()).collect();
         return HostTensor {
