@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 runtime error, 2 usage error. Errors are one line on stderr.
 
 mod backend_select;
+mod bench;
 mod forward;
 mod info;
 mod model_source;
@@ -32,6 +33,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Write a freshly initialised model.safetensors for a config.json.
     Init(info::InitArgs),
+    /// Benchmark kiln against burn's built-in encoder (same weights, inputs and process).
+    Bench(bench::BenchArgs),
 }
 
 /// `--config` / `--weights`, shared by subcommands that load a plain encoder.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Forward(args) => forward::run(args),
         Command::Info(args) => info::run_info(args),
         Command::Init(args) => info::run_init(args),
+        Command::Bench(args) => bench::run(args),
     });
     remove_runtime_dir();
     match result {

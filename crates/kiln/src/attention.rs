@@ -76,6 +76,9 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// - `x`: `[B, S, E]`
     /// - output: `[B, S, E]`; weights `[B, H, S, S]` (rows sum to 1, or 0 where every key is masked)
     pub(crate) fn forward(&self, x: Tensor<B, 3>, bias: &AttentionBias<B>) -> AttentionOutput<B> {
+        if let AttentionPath::Packed = bias.path {
+            return self.forward_packed(x, bias);
+        }
         let [batch, seq, _] = x.dims();
         let (h, dh) = (self.num_heads, self.head_dim);
 
@@ -88,7 +91,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).reshape([batch, h, seq, dh]));
 
         let (context, weights) = match bias.path {
-            AttentionPath::Fused => {
+            AttentionPath::Fused | AttentionPath::Packed => {
                 let full = [batch, h, seq, seq];
                 let context = attention(
                     q,
@@ -122,6 +125,45 @@ impl<B: Backend> MultiHeadAttention<B> {
         AttentionOutput {
             output: self.out_proj.forward(context),
             weights,
+        }
+    }
+}
+
+impl<B: Backend> MultiHeadAttention<B> {
+    /// Self-attention over sequences packed end to end, without padding.
+    ///
+    /// # Shapes
+    /// - `x`: `[1, N, E]`, `N = sum(lengths)`: sequence `i` is rows `offset_i..offset_i + len_i`
+    /// - output: `[1, N, E]`
+    fn forward_packed(&self, x: Tensor<B, 3>, bias: &AttentionBias<B>) -> AttentionOutput<B> {
+        let (h, dh) = (self.num_heads, self.head_dim);
+        // The projections run once over all real tokens: [1, N, 3*H*Dh].
+        let qkv = self.in_proj.forward(x);
+        let mut contexts = Vec::with_capacity(bias.lengths.len());
+        let mut offset = 0;
+        for &len in bias.lengths.iter().filter(|&&len| len > 0) {
+            // [1, len, 3*H*Dh] -> [1, len, 3, H, Dh] -> [3, 1, H, len, Dh]
+            let seq_qkv = qkv
+                .clone()
+                .narrow(1, offset, len)
+                .reshape([1, len, 3, h, dh])
+                .permute([2, 0, 3, 1, 4]);
+            let [q, k, v] = [0, 1, 2].map(|i| seq_qkv.clone().narrow(0, i, 1).reshape([1, h, len, dh]));
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: bias.causal,
+            };
+            // [1, H, len, Dh] -> [1, len, H*Dh]
+            let context = attention(q, k, v, None, None, options)
+                .swap_dims(1, 2)
+                .reshape([1, len, h * dh]);
+            contexts.push(context);
+            offset += len;
+        }
+        AttentionOutput {
+            output: self.out_proj.forward(Tensor::cat(contexts, 1)),
+            weights: None,
         }
     }
 }

@@ -104,6 +104,12 @@ pub struct EncoderInput<B: Backend> {
     pub output_hidden_states: bool,
     /// Fail with [`KilnError::NonFinite`] if `src` holds NaN or inf (costs a device sync).
     pub check_finite: bool,
+    /// Skip the padding: when the only mask is a bool `src_key_padding_mask` that pads at the
+    /// end of each sequence (and no weights are asked for), the real tokens are packed end to
+    /// end and attention runs per sequence, as PyTorch's nested tensors do. Real tokens get the
+    /// same outputs; padded positions get zeros (as in PyTorch's fast path) instead of values
+    /// computed from padding. Costs one read of the mask from the device.
+    pub pack_padding: bool,
 }
 
 impl<B: Backend> EncoderInput<B> {
@@ -117,7 +123,13 @@ impl<B: Backend> EncoderInput<B> {
             need_weights: false,
             output_hidden_states: false,
             check_finite: false,
+            pack_padding: false,
         }
+    }
+    /// Skips padding (see [`EncoderInput::pack_padding`](Self#structfield.pack_padding)).
+    pub fn pack_padding(mut self, yes: bool) -> Self {
+        self.pack_padding = yes;
+        self
     }
     /// Sets `src_mask` (bool or float, 2-D or 3-D).
     pub fn src_mask(mut self, mask: impl Into<SrcMask<B>>) -> Self {
@@ -216,6 +228,16 @@ impl<B: Backend> TransformerEncoder<B> {
         if input.check_finite {
             ensure_finite(&input.src, "src")?;
         }
+        if input.pack_padding && !input.need_weights && input.src_mask.is_none() {
+            let lengths = input
+                .src_key_padding_mask
+                .as_ref()
+                .filter(|m| m.dims() == [batch, seq])
+                .and_then(|m| m.suffix_lengths());
+            if let Some(lengths) = lengths {
+                return Ok(self.run_packed(input, lengths));
+            }
+        }
         let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
         let path = if input.need_weights || training_dropout {
             AttentionPath::Explicit
@@ -257,6 +279,66 @@ impl<B: Backend> TransformerEncoder<B> {
             attentions,
             hidden_states,
         })
+    }
+
+    /// The forward pass without padding: real tokens packed into `[1, N, E]`.
+    fn run_packed(&self, input: EncoderInput<B>, lengths: Vec<usize>) -> EncoderOutput<B> {
+        let batch_first = self.config.batch_first;
+        let x = to_batch_first(input.src, batch_first);
+        let [batch, seq, d_model] = x.dims();
+        let device = x.device();
+        // [B, S, E] -> [1, N, E]: the first len_b rows of each sequence, end to end.
+        let pieces: Vec<Tensor<B, 3>> = lengths
+            .iter()
+            .enumerate()
+            .filter(|(_, &len)| len > 0)
+            .map(|(b, &len)| x.clone().narrow(0, b, 1).narrow(1, 0, len))
+            .collect();
+        if pieces.is_empty() {
+            let zeros = Tensor::zeros([batch, seq, d_model], &device);
+            return EncoderOutput {
+                output: to_batch_first(zeros, batch_first),
+                attentions: None,
+                hidden_states: input.output_hidden_states.then(|| vec![]),
+            };
+        }
+        let bias = AttentionBias::packed(lengths.clone(), input.is_causal);
+        let unpack = |packed: Tensor<B, 3>| -> Tensor<B, 3> {
+            // [1, N, E] -> [B, S, E], zeros at padded positions.
+            let mut offset = 0;
+            let rows: Vec<Tensor<B, 3>> = lengths
+                .iter()
+                .map(|&len| {
+                    let mut parts = Vec::with_capacity(2);
+                    if len > 0 {
+                        parts.push(packed.clone().narrow(1, offset, len));
+                    }
+                    if len < seq {
+                        parts.push(Tensor::zeros([1, seq - len, d_model], &device));
+                    }
+                    offset += len;
+                    Tensor::cat(parts, 1)
+                })
+                .collect();
+            to_batch_first(Tensor::cat(rows, 0), batch_first)
+        };
+        let mut x = Tensor::cat(pieces, 1);
+        let mut hidden_states = input.output_hidden_states.then(Vec::new);
+        for layer in &self.layers {
+            let (y, _) = layer.forward_batch_first(x, &bias);
+            if let Some(all) = hidden_states.as_mut() {
+                all.push(unpack(y.clone()));
+            }
+            x = y;
+        }
+        if let Some(norm) = &self.norm {
+            x = norm.forward(x);
+        }
+        EncoderOutput {
+            output: unpack(x),
+            attentions: None,
+            hidden_states,
+        }
     }
 
     /// Number of parameters.

@@ -80,6 +80,34 @@ pub enum KeyPaddingMask<B: Backend> {
 }
 
 impl<B: Backend> KeyPaddingMask<B> {
+    /// The lengths of a bool mask that only pads at the end of each sequence (each row is
+    /// `false..., true...`), read back from the device; `None` for any other mask.
+    pub fn suffix_lengths(&self) -> Option<Vec<usize>> {
+        let Self::Bool(mask) = self else {
+            return None;
+        };
+        let [batch, seq] = mask.dims();
+        let values: Vec<bool> = mask
+            .clone()
+            .int()
+            .into_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .ok()?
+            .into_iter()
+            .map(|v| v != 0)
+            .collect();
+        let mut lengths = Vec::with_capacity(batch);
+        for row in values.chunks(seq) {
+            let len = row.iter().position(|&padded| padded).unwrap_or(seq);
+            if row[len..].iter().any(|&padded| !padded) {
+                return None;
+            }
+            lengths.push(len);
+        }
+        Some(lengths)
+    }
+
     /// A padding mask from sequence lengths: key `j` of item `b` is padding when `j >= lengths[b]`.
     pub fn from_lengths(lengths: &[usize], seq_len: usize, device: &B::Device) -> Self {
         let values: Vec<bool> = lengths
@@ -124,6 +152,8 @@ pub(crate) enum AttentionPath {
     Explicit,
     /// burn's fused `attention` op: a bool mask, an additive bias and a causal flag.
     Fused,
+    /// Padding removed: sequences of `lengths` packed end to end, attention per sequence.
+    Packed,
 }
 
 /// All masks of one forward pass, merged once and shared by every layer.
@@ -141,6 +171,8 @@ pub(crate) struct AttentionBias<B: Backend> {
     pub causal: bool,
     /// `H` of a per-head `[B * H, S, S]` mask, which every layer must then have.
     pub mask_heads: Option<usize>,
+    /// Packed path: the real length of each sequence.
+    pub lengths: Vec<usize>,
 }
 
 impl<B: Backend> AttentionBias<B> {
@@ -205,7 +237,9 @@ impl<B: Backend> AttentionBias<B> {
         }
 
         match path {
+            AttentionPath::Packed => unreachable!("packed batches are prepared by AttentionBias::packed"),
             AttentionPath::Fused => Ok(Self {
+                lengths: Vec::new(),
                 path,
                 additive: floats.into_iter().reduce(broadcast_add),
                 masked: bools.into_iter().reduce(broadcast_or),
@@ -226,8 +260,21 @@ impl<B: Backend> AttentionBias<B> {
                     masked: None,
                     causal: false,
                     mask_heads,
+                    lengths: Vec::new(),
                 })
             }
+        }
+    }
+
+    /// Masks of a packed batch: no padding left, only (optionally) causal masking.
+    pub fn packed(lengths: Vec<usize>, is_causal: bool) -> Self {
+        Self {
+            path: AttentionPath::Packed,
+            additive: None,
+            masked: None,
+            causal: is_causal,
+            mask_heads: None,
+            lengths,
         }
     }
 

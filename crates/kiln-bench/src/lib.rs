@@ -1,0 +1,310 @@
+//! Side-by-side measurements of kiln and burn's built-in `burn::nn::transformer` encoder:
+//! same weights, same inputs, same process, alternating runs. Used by `kiln bench` and by the
+//! criterion benches in `benches/`.
+
+pub mod memory;
+pub mod reference;
+
+use std::time::Instant;
+
+use burn::prelude::Backend;
+use burn::tensor::{Distribution, Tensor};
+use kiln::{Activation, EncoderInput, HostTensor, KeyPaddingMask, TransformerEncoder, TransformerEncoderConfig};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::Serialize;
+
+/// A benchmark shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shape {
+    pub name: String,
+    pub d_model: usize,
+    pub nhead: usize,
+    pub dim_feedforward: usize,
+    pub num_layers: usize,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+impl Shape {
+    /// "base": BERT-base width, 4 layers, batch 8 x 128 tokens.
+    pub fn base() -> Self {
+        Self {
+            name: "base".into(),
+            d_model: 768,
+            nhead: 12,
+            dim_feedforward: 3072,
+            num_layers: 4,
+            batch: 8,
+            seq: 128,
+        }
+    }
+
+    /// "small": d_model 256, 4 heads, 2 layers, batch 8 x 64 tokens.
+    pub fn small() -> Self {
+        Self {
+            name: "small".into(),
+            d_model: 256,
+            nhead: 4,
+            dim_feedforward: 1024,
+            num_layers: 2,
+            batch: 8,
+            seq: 64,
+        }
+    }
+
+    /// By name.
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "base" => Some(Self::base()),
+            "small" => Some(Self::small()),
+            _ => None,
+        }
+    }
+
+    /// The kiln config of this shape: post-norm GELU, batch-first, eval.
+    pub fn config(&self) -> TransformerEncoderConfig {
+        TransformerEncoderConfig::new(self.d_model, self.nhead, self.num_layers)
+            .with_dim_feedforward(self.dim_feedforward)
+            .with_activation(Activation::Gelu)
+            .with_batch_first(true)
+            .with_dropout(0.0)
+    }
+
+    /// FLOPs of one forward pass at full length.
+    pub fn flops(&self) -> f64 {
+        self.config().flops_per_token(self.seq) * (self.batch * self.seq) as f64
+    }
+}
+
+/// Median of `repeat` timings of `f` after `warmup` untimed calls, synchronising the device
+/// before each clock read.
+pub fn median_seconds<B: Backend>(
+    device: &B::Device,
+    warmup: usize,
+    repeat: usize,
+    mut f: impl FnMut(),
+) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<f64> = (0..repeat.max(1))
+        .map(|_| {
+            B::sync(device).expect("device sync");
+            let start = Instant::now();
+            f();
+            B::sync(device).expect("device sync");
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// GFLOP/s of an `n x n x n` f32 matmul: the roofline of a matmul-bound encoder.
+pub fn matmul_gflops<B: Backend>(n: usize, device: &B::Device, repeat: usize) -> f64 {
+    let a = Tensor::<B, 2>::random([n, n], Distribution::Default, device);
+    let b = Tensor::<B, 2>::random([n, n], Distribution::Default, device);
+    let t = median_seconds::<B>(device, 2, repeat, || {
+        let c = a.clone().matmul(b.clone());
+        // Force the computation on lazy/fused backends.
+        let _ = c.slice([0..1, 0..1]).into_data();
+    });
+    2.0 * (n as f64).powi(3) / t / 1e9
+}
+
+/// What one `kiln bench` run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub shape: Shape,
+    pub repeat: usize,
+    pub matmul_n: usize,
+    pub matmul_gflops: f64,
+    pub kiln: Measure,
+    pub burn: Measure,
+    /// kiln tokens/s divided by burn's.
+    pub speedup_vs_burn: f64,
+    /// max |kiln - burn| over the output (the two must agree).
+    pub max_abs_diff_vs_burn: f32,
+    pub padded: PaddedMeasure,
+}
+
+/// One model's timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    pub median_seconds: f64,
+    pub tokens_per_second: f64,
+    pub gflops_per_second: f64,
+    /// GFLOP/s as a share of the raw matmul's.
+    pub roofline_fraction: f64,
+    /// Peak resident memory of the process during one forward pass (bytes), when measurable.
+    pub peak_rss_bytes: Option<u64>,
+    /// Growth of resident memory during that pass over the resident memory before it.
+    pub peak_rss_delta_bytes: Option<u64>,
+}
+
+/// kiln on a batch whose lengths are spread uniformly between S/4 and S.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaddedMeasure {
+    pub lengths: Vec<usize>,
+    pub real_tokens: usize,
+    /// Running the padded batch as is (real tokens per second).
+    pub padded_real_tokens_per_second: f64,
+    /// With `pack_padding` (real tokens per second).
+    pub packed_real_tokens_per_second: f64,
+    /// packed / padded.
+    pub speedup: f64,
+    /// max |packed - padded| over real tokens.
+    pub max_abs_diff: f32,
+}
+
+fn measure(shape: &Shape, seconds: f64, roofline: f64) -> Measure {
+    let tokens = (shape.batch * shape.seq) as f64;
+    let gflops = shape.flops() / seconds / 1e9;
+    Measure {
+        median_seconds: seconds,
+        tokens_per_second: tokens / seconds,
+        gflops_per_second: gflops,
+        roofline_fraction: gflops / roofline,
+        peak_rss_bytes: None,
+        peak_rss_delta_bytes: None,
+    }
+}
+
+/// Runs kiln and burn's encoder side by side on `shape`.
+pub fn run<B: Backend>(
+    backend: &str,
+    shape: &Shape,
+    device: &B::Device,
+    repeat: usize,
+    seed: u64,
+) -> Result<BenchReport, kiln::KilnError> {
+    B::seed(device, seed);
+    let kiln_model: TransformerEncoder<B> = shape.config().try_init(device)?;
+    let burn_model = reference::burn_encoder_from(&kiln_model, device);
+    let src = Tensor::<B, 3>::random(
+        [shape.batch, shape.seq, shape.d_model],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+
+    let matmul_n = 1024;
+    let roofline = matmul_gflops::<B>(matmul_n, device, repeat.max(5));
+
+    let kiln_forward = || kiln_model.forward(src.clone(), None, None, false).unwrap();
+    let burn_forward = || {
+        burn_model.forward(burn::nn::transformer::TransformerEncoderInput::new(src.clone()))
+    };
+
+    // Agreement first (also the warm-up).
+    let a = HostTensor::from_tensor(kiln_forward());
+    let b = HostTensor::from_tensor(burn_forward());
+    let max_abs_diff_vs_burn = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+
+    // Alternate the two so drift and noise hit both alike.
+    let mut kiln_times = Vec::new();
+    let mut burn_times = Vec::new();
+    for _ in 0..repeat.max(1) {
+        kiln_times.push(median_seconds::<B>(device, 0, 1, || {
+            let _ = kiln_forward();
+        }));
+        burn_times.push(median_seconds::<B>(device, 0, 1, || {
+            let _ = burn_forward();
+        }));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut kiln = measure(shape, median(kiln_times), roofline);
+    let mut burn = measure(shape, median(burn_times), roofline);
+    if let Some((peak, delta)) = memory::peak_during(|| {
+        let _ = HostTensor::from_tensor(kiln_forward());
+    }) {
+        kiln.peak_rss_bytes = Some(peak);
+        kiln.peak_rss_delta_bytes = Some(delta);
+    }
+    if let Some((peak, delta)) = memory::peak_during(|| {
+        let _ = HostTensor::from_tensor(burn_forward());
+    }) {
+        burn.peak_rss_bytes = Some(peak);
+        burn.peak_rss_delta_bytes = Some(delta);
+    }
+
+    let padded = padded_measure(&kiln_model, shape, &src, device, repeat, seed);
+    Ok(BenchReport {
+        backend: backend.to_string(),
+        shape: shape.clone(),
+        repeat,
+        matmul_n,
+        matmul_gflops: roofline,
+        speedup_vs_burn: kiln.tokens_per_second / burn.tokens_per_second,
+        kiln,
+        burn,
+        max_abs_diff_vs_burn,
+        padded,
+    })
+}
+
+/// Lengths uniform in `[seq/4, seq]`, seeded.
+pub fn spread_lengths(batch: usize, seq: usize, seed: u64) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..batch)
+        .map(|_| rng.random_range((seq / 4).max(1)..=seq))
+        .collect()
+}
+
+fn padded_measure<B: Backend>(
+    model: &TransformerEncoder<B>,
+    shape: &Shape,
+    src: &Tensor<B, 3>,
+    device: &B::Device,
+    repeat: usize,
+    seed: u64,
+) -> PaddedMeasure {
+    let lengths = spread_lengths(shape.batch, shape.seq, seed);
+    let real_tokens: usize = lengths.iter().sum();
+    let padding = KeyPaddingMask::from_lengths(&lengths, shape.seq, device);
+    let input = EncoderInput::new(src.clone()).key_padding_mask(padding);
+    let padded_run = || model.run(input.clone()).unwrap().output;
+    let packed_run = || model.run(input.clone().pack_padding(true)).unwrap().output;
+
+    let a = HostTensor::from_tensor(padded_run());
+    let b = HostTensor::from_tensor(packed_run());
+    let mut max_abs_diff = 0.0f32;
+    for (i, &len) in lengths.iter().enumerate() {
+        let start = i * shape.seq * shape.d_model;
+        let end = start + len * shape.d_model;
+        for k in start..end {
+            max_abs_diff = max_abs_diff.max((a.data[k] - b.data[k]).abs());
+        }
+    }
+    let mut padded_times = Vec::new();
+    let mut packed_times = Vec::new();
+    for _ in 0..repeat.max(1) {
+        padded_times.push(median_seconds::<B>(device, 0, 1, || {
+            let _ = padded_run();
+        }));
+        packed_times.push(median_seconds::<B>(device, 0, 1, || {
+            let _ = packed_run();
+        }));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (padded, packed) = (median(padded_times), median(packed_times));
+    PaddedMeasure {
+        lengths,
+        real_tokens,
+        padded_real_tokens_per_second: real_tokens as f64 / padded,
+        packed_real_tokens_per_second: real_tokens as f64 / packed,
+        speedup: padded / packed,
+        max_abs_diff,
+    }
+}
