@@ -164,9 +164,13 @@ fn packed_padding_matches_padded_on_real_tokens_and_zeros_the_rest() {
     for causal in [false, true] {
         let x = src(4, 6);
         let padding = KeyPaddingMask::<Cpu>::from_lengths(&lengths, 6, &device);
-        let input = EncoderInput::new(x).key_padding_mask(padding).causal(causal);
+        let input = EncoderInput::new(x)
+            .key_padding_mask(padding)
+            .causal(causal);
         let padded = HostTensor::from_tensor(model.run(input.clone()).unwrap().output);
-        let packed = model.run(input.pack_padding(true).output_hidden_states(true)).unwrap();
+        let packed = model
+            .run(input.pack_padding(true).output_hidden_states(true))
+            .unwrap();
         assert_eq!(packed.hidden_states.as_ref().unwrap().len(), 2);
         let packed = HostTensor::from_tensor(packed.output);
         for (b, &len) in lengths.iter().enumerate() {
@@ -174,7 +178,11 @@ fn packed_padding_matches_padded_on_real_tokens_and_zeros_the_rest() {
                 let row = (b * 6 + pos) * 16;
                 let (p, q) = (&packed.data[row..row + 16], &padded.data[row..row + 16]);
                 if pos < len {
-                    let err = p.iter().zip(q).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                    let err = p
+                        .iter()
+                        .zip(q)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
                     assert!(err < 1e-5, "item {b} pos {pos}: {err}");
                 } else {
                     assert!(p.iter().all(|&v| v == 0.0), "padding must be zero");
@@ -189,7 +197,10 @@ fn non_suffix_padding_falls_back_to_the_padded_path() {
     let device = cpu_device();
     let model = model();
     let x = src(1, 4);
-    let holes = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(vec![false, true, false, false], [1, 4]), &device);
+    let holes = Tensor::<Cpu, 2, Bool>::from_data(
+        TensorData::new(vec![false, true, false, false], [1, 4]),
+        &device,
+    );
     let input = EncoderInput::new(x).key_padding_mask(holes);
     let a = HostTensor::from_tensor(model.run(input.clone()).unwrap().output);
     let b = HostTensor::from_tensor(model.run(input.pack_padding(true)).unwrap().output);

@@ -12,7 +12,11 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
         B::seed(&device, 0);
         let model: TransformerEncoder<B> = shape.config().init(&device);
         let burn = burn_encoder_from(&model, &device);
-        let src = Tensor::<B, 3>::random([shape.batch, shape.seq, shape.d_model], Distribution::Normal(0.0, 1.0), &device);
+        let src = Tensor::<B, 3>::random(
+            [shape.batch, shape.seq, shape.d_model],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let mut group = c.benchmark_group(format!("{backend}/{}", shape.name));
         group.sample_size(10);
         group.throughput(Throughput::Elements((shape.batch * shape.seq) as u64));
@@ -25,19 +29,28 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
         });
         group.bench_function("burn-nn", |bench| {
             bench.iter(|| {
-                let y = burn.forward(burn::nn::transformer::TransformerEncoderInput::new(src.clone()));
+                let y = burn.forward(burn::nn::transformer::TransformerEncoderInput::new(
+                    src.clone(),
+                ));
                 B::sync(&device).unwrap();
                 y
             })
         });
         let lengths = spread_lengths(shape.batch, shape.seq, 0);
-        let input = EncoderInput::new(src.clone()).key_padding_mask(KeyPaddingMask::from_lengths(&lengths, shape.seq, &device));
+        let input = EncoderInput::new(src.clone())
+            .key_padding_mask(KeyPaddingMask::from_lengths(&lengths, shape.seq, &device));
         group.throughput(Throughput::Elements(lengths.iter().sum::<usize>() as u64));
         group.bench_function("kiln-padded", |bench| {
             bench.iter(|| model.run(input.clone()).unwrap().output.into_data())
         });
         group.bench_function("kiln-packed", |bench| {
-            bench.iter(|| model.run(input.clone().pack_padding(true)).unwrap().output.into_data())
+            bench.iter(|| {
+                model
+                    .run(input.clone().pack_padding(true))
+                    .unwrap()
+                    .output
+                    .into_data()
+            })
         });
         group.finish();
     }

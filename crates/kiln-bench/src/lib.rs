@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
-use kiln::{Activation, EncoderInput, HostTensor, KeyPaddingMask, TransformerEncoder, TransformerEncoderConfig};
+use kiln::{
+    Activation, EncoderInput, HostTensor, KeyPaddingMask, TransformerEncoder,
+    TransformerEncoderConfig,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
 
@@ -193,7 +196,9 @@ pub fn run<B: Backend>(
 
     let kiln_forward = || kiln_model.forward(src.clone(), None, None, false).unwrap();
     let burn_forward = || {
-        burn_model.forward(burn::nn::transformer::TransformerEncoderInput::new(src.clone()))
+        burn_model.forward(burn::nn::transformer::TransformerEncoderInput::new(
+            src.clone(),
+        ))
     };
 
     // Agreement first (also the warm-up).

@@ -3,7 +3,9 @@
 //! `norm_2` after the feed-forward block, as PyTorch's `norm1`/`norm2` do.
 
 use burn::module::Param;
-use burn::nn::transformer::{TransformerEncoder as BurnEncoder, TransformerEncoderConfig as BurnConfig};
+use burn::nn::transformer::{
+    TransformerEncoder as BurnEncoder, TransformerEncoderConfig as BurnConfig,
+};
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
@@ -25,7 +27,10 @@ fn copy_norm<B: Backend>(to: &mut LayerNorm<B>, from: &LayerNorm<B>) {
 
 /// burn's encoder with `model`'s weights. Supports what burn's encoder supports: post-norm,
 /// GELU, biases, no final norm, every layer with `nhead` heads.
-pub fn burn_encoder_from<B: Backend>(model: &TransformerEncoder<B>, device: &B::Device) -> BurnEncoder<B> {
+pub fn burn_encoder_from<B: Backend>(
+    model: &TransformerEncoder<B>,
+    device: &B::Device,
+) -> BurnEncoder<B> {
     let c = &model.config;
     assert!(!c.norm_first && c.activation == Activation::Gelu && c.bias && !c.final_norm);
     let mut burn = BurnConfig::new(c.d_model, c.dim_feedforward, c.nhead, c.num_layers)

@@ -40,7 +40,10 @@ pub struct BenchArgs {
 
 fn shape_of(args: &BenchArgs) -> Result<Shape> {
     let mut shape = match args.shape.as_str() {
-        "custom" => Shape { name: "custom".into(), ..Shape::small() },
+        "custom" => Shape {
+            name: "custom".into(),
+            ..Shape::small()
+        },
         name => Shape::named(name)
             .ok_or_else(|| usage(format!("unknown --shape {name} (base, small or custom)")))?,
     };
@@ -73,7 +76,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let shape = shape_of(args)?;
     let selection = select(args.backend)?;
     if let Some(reason) = &selection.reason {
-        eprintln!("kiln: --backend auto picked {} ({reason})", selection.backend.name());
+        eprintln!(
+            "kiln: --backend auto picked {} ({reason})",
+            selection.backend.name()
+        );
     }
     let name = if cfg!(feature = "blas") && selection.backend.name() == "ndarray" {
         "ndarray+openblas"
@@ -81,7 +87,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         selection.backend.name()
     };
     let report = with_backend!(selection.backend, |B, device| kiln_bench::run::<B>(
-        name, &shape, &device, args.repeat, args.seed
+        name,
+        &shape,
+        &device,
+        args.repeat,
+        args.seed
     ))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -101,8 +111,15 @@ fn print_table(r: &BenchReport, device: &str) {
         "kiln bench on {} [{device}]: shape {} (d_model {}, {} heads, FFN {}, {} layers, batch {} x seq {}), median of {}",
         r.backend, s.name, s.d_model, s.nhead, s.dim_feedforward, s.num_layers, s.batch, s.seq, r.repeat
     );
-    println!("raw matmul {n}x{n}x{n}: {:.1} GFLOP/s (the roofline)", r.matmul_gflops, n = r.matmul_n);
-    println!("{:<22} {:>12} {:>10} {:>10} {:>10} {:>12}", "", "tokens/s", "ms", "GFLOP/s", "roofline", "peak RSS");
+    println!(
+        "raw matmul {n}x{n}x{n}: {:.1} GFLOP/s (the roofline)",
+        r.matmul_gflops,
+        n = r.matmul_n
+    );
+    println!(
+        "{:<22} {:>12} {:>10} {:>10} {:>10} {:>12}",
+        "", "tokens/s", "ms", "GFLOP/s", "roofline", "peak RSS"
+    );
     for (name, m) in [("kiln", &r.kiln), ("burn-nn encoder", &r.burn)] {
         println!(
             "{:<22} {:>12.0} {:>10.2} {:>10.1} {:>9.0}% {:>12}",
@@ -114,7 +131,10 @@ fn print_table(r: &BenchReport, device: &str) {
             mib(m.peak_rss_bytes)
         );
     }
-    println!("kiln / burn-nn: {:.2}x (outputs agree to {:.1e})", r.speedup_vs_burn, r.max_abs_diff_vs_burn);
+    println!(
+        "kiln / burn-nn: {:.2}x (outputs agree to {:.1e})",
+        r.speedup_vs_burn, r.max_abs_diff_vs_burn
+    );
     let p = &r.padded;
     println!(
         "padded batch, lengths {:?} ({} real tokens): padded {:.0} real tok/s, packed {:.0} real tok/s: {:.2}x (agree to {:.1e})",

@@ -148,7 +148,8 @@ impl<B: Backend> MultiHeadAttention<B> {
                 .narrow(1, offset, len)
                 .reshape([1, len, 3, h, dh])
                 .permute([2, 0, 3, 1, 4]);
-            let [q, k, v] = [0, 1, 2].map(|i| seq_qkv.clone().narrow(0, i, 1).reshape([1, h, len, dh]));
+            let [q, k, v] =
+                [0, 1, 2].map(|i| seq_qkv.clone().narrow(0, i, 1).reshape([1, h, len, dh]));
             let options = AttentionModuleOptions {
                 scale: None,
                 softcap: None,

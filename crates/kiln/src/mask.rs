@@ -237,7 +237,9 @@ impl<B: Backend> AttentionBias<B> {
         }
 
         match path {
-            AttentionPath::Packed => unreachable!("packed batches are prepared by AttentionBias::packed"),
+            AttentionPath::Packed => {
+                unreachable!("packed batches are prepared by AttentionBias::packed")
+            }
             AttentionPath::Fused => Ok(Self {
                 lengths: Vec::new(),
                 path,
