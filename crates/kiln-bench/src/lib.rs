@@ -90,7 +90,7 @@ pub fn median_seconds<B: Backend>(
     for _ in 0..warmup {
         f();
     }
-    let mut times: Vec<f64> = (0..repeat.max(1))
+    let times: Vec<f64> = (0..repeat.max(1))
         .map(|_| {
             B::sync(device).expect("device sync");
             let start = Instant::now();
@@ -99,8 +99,29 @@ pub fn median_seconds<B: Backend>(
             start.elapsed().as_secs_f64()
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    median(times)
+}
+
+/// Median seconds of `a` and of `b` over `repeat` runs each, alternating them so that drift and
+/// noise hit both alike (each run synchronised as in [`median_seconds`]).
+pub fn alternate<B: Backend>(
+    device: &B::Device,
+    repeat: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (f64, f64) {
+    let mut a_times = Vec::new();
+    let mut b_times = Vec::new();
+    for _ in 0..repeat.max(1) {
+        a_times.push(median_seconds::<B>(device, 0, 1, &mut a));
+        b_times.push(median_seconds::<B>(device, 0, 1, &mut b));
+    }
+    (median(a_times), median(b_times))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// GFLOP/s of an `n x n x n` f32 matmul: the roofline of a matmul-bound encoder.
@@ -211,23 +232,18 @@ pub fn run<B: Backend>(
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max);
 
-    // Alternate the two so drift and noise hit both alike.
-    let mut kiln_times = Vec::new();
-    let mut burn_times = Vec::new();
-    for _ in 0..repeat.max(1) {
-        kiln_times.push(median_seconds::<B>(device, 0, 1, || {
+    let (kiln_seconds, burn_seconds) = alternate::<B>(
+        device,
+        repeat,
+        || {
             let _ = kiln_forward();
-        }));
-        burn_times.push(median_seconds::<B>(device, 0, 1, || {
+        },
+        || {
             let _ = burn_forward();
-        }));
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let mut kiln = measure(shape, median(kiln_times), roofline);
-    let mut burn = measure(shape, median(burn_times), roofline);
+        },
+    );
+    let mut kiln = measure(shape, kiln_seconds, roofline);
+    let mut burn = measure(shape, burn_seconds, roofline);
     if let Some((peak, delta)) = memory::peak_during(|| {
         let _ = HostTensor::from_tensor(kiln_forward());
     }) {
@@ -289,21 +305,16 @@ fn padded_measure<B: Backend>(
             max_abs_diff = max_abs_diff.max((a.data[k] - b.data[k]).abs());
         }
     }
-    let mut padded_times = Vec::new();
-    let mut packed_times = Vec::new();
-    for _ in 0..repeat.max(1) {
-        padded_times.push(median_seconds::<B>(device, 0, 1, || {
+    let (padded, packed) = alternate::<B>(
+        device,
+        repeat,
+        || {
             let _ = padded_run();
-        }));
-        packed_times.push(median_seconds::<B>(device, 0, 1, || {
+        },
+        || {
             let _ = packed_run();
-        }));
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (padded, packed) = (median(padded_times), median(packed_times));
+        },
+    );
     PaddedMeasure {
         lengths,
         real_tokens,
