@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
+pub mod minilm;
+
 use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TensorFile, TransformerEncoder};
 
 /// `tests/fixtures` of the workspace.

@@ -58,6 +58,8 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
 
 fn benches(c: &mut Criterion) {
     bench_backend::<kiln::backend::Cpu>(c, "ndarray", kiln::backend::cpu_device());
+    #[cfg(feature = "flex")]
+    bench_backend::<kiln::backend::Flex>(c, "flex", kiln::backend::flex_device());
     #[cfg(feature = "wgpu")]
     if !kiln::backend::wgpu_adapters().is_empty() {
         bench_backend::<kiln::backend::Gpu>(c, "wgpu", kiln::backend::gpu_device());

@@ -1,4 +1,4 @@
-//! `--backend auto|wgpu|ndarray` and dispatch to code generic over a burn backend.
+//! `--backend auto|wgpu|ndarray|flex` and dispatch to code generic over a burn backend.
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
@@ -13,6 +13,8 @@ pub enum BackendChoice {
     Wgpu,
     /// burn-ndarray on the CPU.
     Ndarray,
+    /// burn's pure-Rust flex backend on the CPU (matmul through the `gemm` crate).
+    Flex,
 }
 
 /// The backend a run uses, once `auto` is resolved.
@@ -20,6 +22,7 @@ pub enum BackendChoice {
 pub enum Resolved {
     Wgpu,
     Ndarray,
+    Flex,
 }
 
 impl Resolved {
@@ -27,6 +30,7 @@ impl Resolved {
         match self {
             Self::Wgpu => "wgpu",
             Self::Ndarray => "ndarray",
+            Self::Flex => "flex",
         }
     }
 }
@@ -50,6 +54,11 @@ pub fn select(choice: BackendChoice) -> Result<Selection> {
         BackendChoice::Ndarray => Ok(Selection {
             backend: Resolved::Ndarray,
             device_name: cpu_name,
+            reason: None,
+        }),
+        BackendChoice::Flex => Ok(Selection {
+            backend: Resolved::Flex,
+            device_name: "CPU (flex)".to_string(),
             reason: None,
         }),
         BackendChoice::Wgpu => {
@@ -98,6 +107,11 @@ macro_rules! with_backend {
             $crate::backend_select::Resolved::Ndarray => {
                 type $b = kiln::backend::Cpu;
                 let $device = kiln::backend::cpu_device();
+                $body
+            }
+            $crate::backend_select::Resolved::Flex => {
+                type $b = kiln::backend::Flex;
+                let $device = kiln::backend::flex_device();
                 $body
             }
             $crate::backend_select::Resolved::Wgpu => {

@@ -4,6 +4,7 @@
 
 mod backend_select;
 mod bench;
+mod embed;
 mod forward;
 mod info;
 mod model_source;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (ndarray).
+/// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (ndarray, flex).
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about, propagate_version = true)]
 struct Cli {
@@ -35,6 +36,10 @@ enum Command {
     Init(info::InitArgs),
     /// Benchmark kiln against burn's built-in encoder (same weights, inputs and process).
     Bench(bench::BenchArgs),
+    /// Embed texts with a pretrained sentence encoder (e.g. all-MiniLM-L6-v2).
+    Embed(embed::EmbedArgs),
+    /// Cosine similarity of two texts' embeddings.
+    Similarity(embed::SimilarityArgs),
 }
 
 /// `--config` / `--weights`, shared by subcommands that load a plain encoder.
@@ -97,6 +102,8 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run_info(args),
         Command::Init(args) => info::run_init(args),
         Command::Bench(args) => bench::run(args),
+        Command::Embed(args) => embed::run_embed(args),
+        Command::Similarity(args) => embed::run_similarity(args),
     });
     remove_runtime_dir();
     match result {

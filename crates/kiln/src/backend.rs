@@ -8,6 +8,16 @@ pub type Cpu = burn::backend::NdArray<f32>;
 #[cfg(feature = "wgpu")]
 pub type Gpu = burn::backend::Wgpu<f32, i32>;
 
+/// burn's pure-Rust `flex` CPU backend, f32 (matmul through the `gemm` crate).
+#[cfg(feature = "flex")]
+pub type Flex = burn::backend::Flex<f32>;
+
+/// The flex device (the CPU).
+#[cfg(feature = "flex")]
+pub fn flex_device() -> burn::backend::flex::FlexDevice {
+    burn::backend::flex::FlexDevice
+}
+
 /// `Cpu` with autodiff, for training.
 #[cfg(feature = "ndarray")]
 pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;

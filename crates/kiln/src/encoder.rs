@@ -33,6 +33,19 @@ impl TransformerEncoderConfig {
 
     /// A new encoder, or the reason the config is invalid.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<TransformerEncoder<B>> {
+        // burn initialises parameters lazily, on first use; a clone taken before that would draw
+        // its own values. Draw them now, so clones and saves see the same weights.
+        Ok(self.build(device)?.map(&mut Materialize))
+    }
+
+    /// An encoder of this shape with every parameter zero, drawing no random numbers: the
+    /// skeleton that weights are loaded into (drawing PyTorch's init for ~10^7 values only to
+    /// overwrite them costs seconds).
+    pub fn try_init_zeroed<B: Backend>(&self, device: &B::Device) -> Result<TransformerEncoder<B>> {
+        Ok(self.build(device)?.map(&mut ZeroFill))
+    }
+
+    fn build<B: Backend>(&self, device: &B::Device) -> Result<TransformerEncoder<B>> {
         self.validate()?;
         let layers = match self.layer_init {
             LayerInit::Independent => (0..self.num_layers)
@@ -61,9 +74,18 @@ impl TransformerEncoderConfig {
             norm,
             config: self.clone(),
         };
-        // burn initialises parameters lazily, on first use; a clone taken before that would draw
-        // its own values. Draw them now, so clones and saves see the same weights.
-        Ok(model.map(&mut Materialize))
+        Ok(model)
+    }
+}
+
+/// Replaces every parameter by zeros of its shape without running its (lazy) initialiser.
+pub struct ZeroFill;
+
+impl<B: Backend> ModuleMapper<B> for ZeroFill {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let shape = param.lazy_shape();
+        let device = param.lazy_device();
+        Param::initialized(param.id, Tensor::zeros(shape, &device))
     }
 }
 

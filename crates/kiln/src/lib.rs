@@ -37,7 +37,7 @@ pub use config::{
     Activation, LayerInit, MultiHeadAttentionConfig, TransformerEncoderConfig,
     TransformerEncoderLayerConfig,
 };
-pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder};
+pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder, ZeroFill};
 pub use error::{KilnError, Result};
 pub use layer::TransformerEncoderLayer;
 pub use mask::{KeyPaddingMask, SrcMask};

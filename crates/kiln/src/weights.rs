@@ -332,7 +332,9 @@ impl<B: Backend> TransformerEncoder<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let config = TransformerEncoderConfig::from_json_file(config)?;
-        config.try_init::<B>(device)?.load_safetensors(weights)
+        config
+            .try_init_zeroed::<B>(device)?
+            .load_safetensors(weights)
     }
 
     /// Loads a directory holding `config.json` and `model.safetensors`.
@@ -347,12 +349,7 @@ impl<B: Backend> TransformerEncoder<B> {
 
     /// The PyTorch `state_dict` of the model, on the host.
     pub fn state_dict(&mut self) -> TensorFile {
-        let tensors = self
-            .weight_slots("")
-            .into_iter()
-            .map(|slot| (slot.key, slot.target.read()))
-            .collect();
-        TensorFile { tensors }
+        read_slots(self.weight_slots(""))
     }
 
     /// Writes `model.safetensors` (f32, PyTorch names), atomically.
@@ -450,6 +447,30 @@ pub fn load_slots<B: Backend>(
         .cloned()
         .collect();
     report
+}
+
+/// The tensors behind `slots`, under their checkpoint keys: the inverse of [`load_slots`]. A slot
+/// filled from several sources (e.g. `query`/`key`/`value`) is split back along dim 0 into equal
+/// parts.
+pub fn read_slots<B: Backend>(slots: Vec<WeightSlot<'_, B>>) -> TensorFile {
+    let mut tensors = BTreeMap::new();
+    for slot in slots {
+        let value = slot.target.read();
+        let parts = slot.sources.len();
+        if parts == 1 {
+            tensors.insert(slot.key, value);
+            continue;
+        }
+        let rows = value.shape[0] / parts;
+        let row_len: usize = value.shape[1..].iter().product();
+        for (i, source) in slot.sources.into_iter().enumerate() {
+            let mut shape = value.shape.clone();
+            shape[0] = rows;
+            let data = value.data[i * rows * row_len..(i + 1) * rows * row_len].to_vec();
+            tensors.insert(source, HostTensor::new(shape, data));
+        }
+    }
+    TensorFile { tensors }
 }
 
 fn concat_dim0(parts: &[&HostTensor]) -> HostTensor {

@@ -1,0 +1,215 @@
+//! End-to-end tests of `kiln embed` and `kiln similarity` on all-MiniLM-L6-v2 (fetched by
+//! scripts/fetch_minilm.sh on first use), against sentence-transformers' committed output.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use kiln_tests::minilm::{compare_rows, minilm_dir, minilm_embeddings, minilm_reference};
+
+fn kiln() -> Command {
+    let mut cmd = Command::cargo_bin("kiln").unwrap();
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn read_rows(path: &Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    assert_eq!(shape.len(), 2, "[N, dim]");
+    let data: Vec<f32> = npy.into_vec().unwrap();
+    data.chunks(shape[1]).map(<[f32]>::to_vec).collect()
+}
+
+/// Runs kiln expecting exit `code`; returns stderr's one non-empty line.
+fn fails(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("kiln: "), "{stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn embed_file_matches_sentence_transformers_in_input_order() {
+    let reference = minilm_reference();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.txt");
+    // sentences.json has no newlines inside texts; a final newline ends the last line.
+    assert!(reference.sentences.iter().all(|s| !s.contains('\n')));
+    std::fs::write(&input, reference.sentences.join("\n") + "\n").unwrap();
+    let output = dir.path().join("emb.npy");
+    let out = kiln()
+        .args([
+            "embed",
+            "--backend",
+            "ndarray",
+            "--batch-size",
+            "7",
+            "--json",
+            "--model",
+        ])
+        .arg(minilm_dir())
+        .arg("--input-file")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary["shape"],
+        serde_json::json!([reference.sentences.len(), 384])
+    );
+    assert_eq!(summary["pooling"], serde_json::json!(["mean"]));
+    let rows = read_rows(&output);
+    let (cos, abs) = compare_rows(&rows, &minilm_embeddings("embeddings.npy"));
+    assert!(cos >= 0.9999 && abs <= 1e-4, "cos {cos}, abs {abs}");
+}
+
+#[test]
+fn embed_arguments_print_json_and_honour_options() {
+    let out = kiln()
+        .args([
+            "embed",
+            "--backend",
+            "ndarray",
+            "--pooling",
+            "cls",
+            "--no-normalize",
+            "--model",
+        ])
+        .arg(minilm_dir())
+        .args(["A man is eating food.", "x"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<Vec<f32>> = serde_json::from_value(json["embeddings"].clone()).unwrap();
+    let reference = minilm_reference();
+    let expected = minilm_embeddings("embeddings_cls.npy");
+    let index = |text: &str| reference.sentences.iter().position(|s| s == text).unwrap();
+    let expected = vec![
+        expected[index("A man is eating food.")].clone(),
+        expected[index("x")].clone(),
+    ];
+    let (cos, abs) = compare_rows(&rows, &expected);
+    assert!(cos >= 0.9999 && abs <= 1e-4, "cos {cos}, abs {abs}");
+}
+
+#[test]
+fn similarity_prints_the_cosine() {
+    let out = kiln()
+        .args(["similarity", "--backend", "ndarray", "--model"])
+        .arg(minilm_dir())
+        .args(["A man is eating food.", "A man is eating a piece of bread."])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cosine: f32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let e = minilm_embeddings("embeddings.npy");
+    let expected = kiln_text::cosine(&e[0], &e[1]);
+    assert!((cosine - expected).abs() < 1e-4, "{cosine} vs {expected}");
+}
+
+#[test]
+fn bad_text_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = minilm_dir();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let line = fails(
+        kiln()
+            .args(["embed", "--model"])
+            .arg(&model)
+            .arg("--input-file")
+            .arg(&empty),
+        2,
+    );
+    assert!(line.contains("is empty"), "{line}");
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"fine\nalso fine\n\xff\xfe broken\n").unwrap();
+    let line = fails(
+        kiln()
+            .args(["embed", "--model"])
+            .arg(&model)
+            .arg("--input-file")
+            .arg(&bad),
+        2,
+    );
+    assert!(line.contains("line 3: invalid UTF-8"), "{line}");
+
+    let line = fails(
+        kiln()
+            .args(["embed", "--model"])
+            .arg(dir.path().join("nope"))
+            .arg("hi"),
+        2,
+    );
+    assert!(line.contains("not a directory"), "{line}");
+
+    // A directory without tokenizer.json: the missing file is named.
+    let partial = dir.path().join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::copy(model.join("config.json"), partial.join("config.json")).unwrap();
+    std::os::unix::fs::symlink(
+        model.join("model.safetensors"),
+        partial.join("model.safetensors"),
+    )
+    .unwrap();
+    let line = fails(
+        kiln()
+            .args(["embed", "--backend", "ndarray", "--model"])
+            .arg(&partial)
+            .arg("hi"),
+        1,
+    );
+    assert!(line.contains("missing `tokenizer.json`"), "{line}");
+
+    let lines = dir.path().join("lines.txt");
+    std::fs::write(&lines, "one\ntwo\n").unwrap();
+    let line = fails(
+        kiln()
+            .args(["embed", "--model"])
+            .arg(&model)
+            .arg("--input-file")
+            .arg(&lines)
+            .arg("--output")
+            .arg(&lines),
+        2,
+    );
+    assert!(line.contains("never overwrites its inputs"), "{line}");
+    assert_eq!(std::fs::read_to_string(&lines).unwrap(), "one\ntwo\n");
+
+    let line = fails(
+        kiln()
+            .args([
+                "embed",
+                "--max-seq-length",
+                "9999",
+                "--backend",
+                "ndarray",
+                "--model",
+            ])
+            .arg(&model)
+            .arg("hi"),
+        2,
+    );
+    assert!(line.contains("max_position_embeddings"), "{line}");
+}

@@ -1,0 +1,30 @@
+//! Pretrained BERT-family text encoders on kiln, with sentence-transformers' semantics.
+//!
+//! Loads a Hugging Face / sentence-transformers directory (`config.json`, `model.safetensors`,
+//! `tokenizer.json`, `modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`) and
+//! turns text into embeddings equal to Python's. The encoder layers are kiln's
+//! [`kiln::TransformerEncoder`]: BERT's `query`/`key`/`value` weights fill its packed projection.
+//!
+//! ```no_run
+//! use kiln_text::TextEncoder;
+//! let device = Default::default();
+//! let encoder = TextEncoder::<kiln::backend::Cpu>::from_dir(".cache/models/all-MiniLM-L6-v2", &device)?;
+//! let cos = encoder.similarity("A man is eating food.", "Someone is having a meal.")?;
+//! # Ok::<(), kiln_text::TextError>(())
+//! ```
+
+pub mod config;
+pub mod embeddings;
+pub mod error;
+pub mod model;
+pub mod pooling;
+pub mod text_encoder;
+pub mod tokenize;
+
+pub use config::BertConfig;
+pub use embeddings::BertEmbeddings;
+pub use error::{Result, TextError};
+pub use model::BertModel;
+pub use pooling::{normalize, Pooling, PoolingConfig};
+pub use text_encoder::{cosine, BatchTensors, ModelDir, TextEncoder, DEFAULT_BATCH_SIZE};
+pub use tokenize::{TextTokenizer, TokenizedText};

@@ -1,0 +1,113 @@
+//! Tokenization as sentence-transformers does it: `tokenizer.json` through the `tokenizers`
+//! crate, truncated to the model's `max_seq_length` (which overrides the truncation and fixed
+//! padding written inside `tokenizer.json`), not padded (batches pad to their longest member).
+
+use std::path::Path;
+
+use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
+
+use crate::error::{Result, TextError};
+
+/// One tokenized text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedText {
+    /// Token ids, special tokens included (`[CLS] ... [SEP]`).
+    pub ids: Vec<u32>,
+    /// Segment ids (all 0 for a single text).
+    pub type_ids: Vec<u32>,
+    /// The tokens as strings (e.g. `##ing`), for reports.
+    pub tokens: Vec<String>,
+}
+
+impl TokenizedText {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no tokens (never the case with special tokens).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A `tokenizer.json` tokenizer with sentence-transformers' truncation.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_seq_length: usize,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("max_seq_length", &self.max_seq_length)
+            .finish()
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` and truncates to `max_seq_length` tokens (special tokens included).
+    pub fn from_file(path: &Path, max_seq_length: usize) -> Result<Self> {
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| TextError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let mut tokenizer = Self {
+            inner,
+            max_seq_length: 0,
+        };
+        tokenizer.set_max_seq_length(max_seq_length)?;
+        Ok(tokenizer)
+    }
+
+    /// The truncation length.
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// Changes the truncation length.
+    pub fn set_max_seq_length(&mut self, max_seq_length: usize) -> Result<()> {
+        if max_seq_length < 2 {
+            return Err(TextError::Input(format!(
+                "max_seq_length must be at least 2 (room for [CLS] and [SEP]), got {max_seq_length}"
+            )));
+        }
+        self.inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                ..Default::default()
+            }))
+            .map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        self.inner.with_padding(None);
+        self.max_seq_length = max_seq_length;
+        Ok(())
+    }
+
+    /// Tokenizes `texts` (in parallel), each on its own.
+    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<TokenizedText>> {
+        let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        let encodings = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| TokenizedText {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+                tokens: e.get_tokens().to_vec(),
+            })
+            .collect())
+    }
+
+    /// The vocabulary size, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of `token`, if it is in the vocabulary (e.g. `[PAD]`).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+}

@@ -1,0 +1,9 @@
+//! Parity with PyTorch on burn's flex CPU backend (`--backend flex`): max-abs <= 1e-5.
+#![cfg(feature = "flex")]
+
+use kiln::backend::{flex_device, Flex};
+
+#[test]
+fn matches_pytorch_on_flex() {
+    kiln_tests::check_parity::<Flex>(&flex_device(), 1e-5);
+}
