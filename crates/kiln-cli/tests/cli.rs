@@ -6,16 +6,12 @@ use assert_cmd::Command;
 use kiln::{HostTensor, TensorFile};
 use npyz::WriterBuilder;
 
+use crate::common::{fails, kiln};
+
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/encoder")
         .join(case)
-}
-
-fn kiln() -> Command {
-    let mut cmd = Command::cargo_bin("kiln").unwrap();
-    cmd.env_remove("RUST_LOG");
-    cmd
 }
 
 fn write_npy_f32(path: &Path, t: &HostTensor) {
@@ -47,23 +43,6 @@ fn read_npy(path: &Path) -> HostTensor {
     let f = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = f.shape().iter().map(|&d| d as usize).collect();
     HostTensor::new(shape, f.into_vec::<f32>().unwrap())
-}
-
-/// Runs kiln expecting failure with `code`; returns stderr, checked to be one line.
-fn fails(cmd: &mut Command, code: i32) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    if code == 1 {
-        assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
-        assert!(lines[0].starts_with("kiln: "), "{stderr}");
-    }
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    stderr
 }
 
 /// A case's model and tensors, with src.npy written into a temp dir.

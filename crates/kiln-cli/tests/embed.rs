@@ -3,14 +3,8 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
+use crate::common::{fails_one_line, kiln};
 use kiln_tests::minilm::{compare_rows, minilm_dir, minilm_embeddings, minilm_reference};
-
-fn kiln() -> Command {
-    let mut cmd = Command::cargo_bin("kiln").unwrap();
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
 
 fn read_rows(path: &Path) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(path).unwrap();
@@ -19,17 +13,6 @@ fn read_rows(path: &Path) -> Vec<Vec<f32>> {
     assert_eq!(shape.len(), 2, "[N, dim]");
     let data: Vec<f32> = npy.into_vec().unwrap();
     data.chunks(shape[1]).map(<[f32]>::to_vec).collect()
-}
-
-/// Runs kiln expecting exit `code`; returns stderr's one non-empty line.
-fn fails(cmd: &mut Command, code: i32) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
-    assert!(lines[0].starts_with("kiln: "), "{stderr}");
-    lines[0].to_string()
 }
 
 #[test]
@@ -133,7 +116,7 @@ fn bad_text_inputs_are_one_line_errors() {
     let model = minilm_dir();
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    let line = fails(
+    let line = fails_one_line(
         kiln()
             .args(["embed", "--model"])
             .arg(&model)
@@ -145,7 +128,7 @@ fn bad_text_inputs_are_one_line_errors() {
 
     let bad = dir.path().join("bad.txt");
     std::fs::write(&bad, b"fine\nalso fine\n\xff\xfe broken\n").unwrap();
-    let line = fails(
+    let line = fails_one_line(
         kiln()
             .args(["embed", "--model"])
             .arg(&model)
@@ -155,7 +138,7 @@ fn bad_text_inputs_are_one_line_errors() {
     );
     assert!(line.contains("line 3: invalid UTF-8"), "{line}");
 
-    let line = fails(
+    let line = fails_one_line(
         kiln()
             .args(["embed", "--model"])
             .arg(dir.path().join("nope"))
@@ -173,7 +156,7 @@ fn bad_text_inputs_are_one_line_errors() {
         partial.join("model.safetensors"),
     )
     .unwrap();
-    let line = fails(
+    let line = fails_one_line(
         kiln()
             .args(["embed", "--backend", "ndarray", "--model"])
             .arg(&partial)
@@ -184,7 +167,7 @@ fn bad_text_inputs_are_one_line_errors() {
 
     let lines = dir.path().join("lines.txt");
     std::fs::write(&lines, "one\ntwo\n").unwrap();
-    let line = fails(
+    let line = fails_one_line(
         kiln()
             .args(["embed", "--model"])
             .arg(&model)
@@ -197,7 +180,7 @@ fn bad_text_inputs_are_one_line_errors() {
     assert!(line.contains("never overwrites its inputs"), "{line}");
     assert_eq!(std::fs::read_to_string(&lines).unwrap(), "one\ntwo\n");
 
-    let line = fails(
+    let line = fails_one_line(
         kiln()
             .args([
                 "embed",

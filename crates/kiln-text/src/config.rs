@@ -107,14 +107,7 @@ impl BertConfig {
     /// Reads and checks `config.json`.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| kiln::KilnError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| TextError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let config: Self = crate::json::read_json(path)?;
         config.check(path)?;
         Ok(config)
     }

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod embeddings;
 pub mod error;
+mod json;
 pub mod model;
 pub mod pooling;
 pub mod text_encoder;

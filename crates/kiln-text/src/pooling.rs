@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor};
 use serde_json::Value;
 
 use crate::error::{Result, TextError};
@@ -102,11 +102,7 @@ impl PoolingConfig {
             path: path.to_path_buf(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| kiln::KilnError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let json: Value = crate::json::read_json(path)?;
         let mut names: Vec<String> = Vec::new();
         match json.get("pooling_mode") {
             Some(Value::String(s)) => names.push(s.clone()),
@@ -180,22 +176,13 @@ pub fn normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     x / norm
 }
 
-/// A `[B, S]` padding mask (`true` = padding) from lengths.
-pub fn padding_mask<B: Backend>(
-    lengths: &[usize],
-    seq: usize,
-    device: &B::Device,
-) -> Tensor<B, 2, Bool> {
-    let values: Vec<bool> = lengths
-        .iter()
-        .flat_map(|&len| (0..seq).map(move |j| j >= len))
-        .collect();
-    Tensor::from_data(TensorData::new(values, [lengths.len(), seq]), device)
-}
+/// A `[B, S]` padding mask (`true` = padding) from lengths (the core's, re-exported).
+pub use kiln::padding_from_lengths as padding_mask;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
     use kiln::backend::Cpu;
 
     fn batch() -> (Tensor<Cpu, 3>, Tensor<Cpu, 2, Bool>) {

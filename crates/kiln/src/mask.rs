@@ -110,12 +110,7 @@ impl<B: Backend> KeyPaddingMask<B> {
 
     /// A padding mask from sequence lengths: key `j` of item `b` is padding when `j >= lengths[b]`.
     pub fn from_lengths(lengths: &[usize], seq_len: usize, device: &B::Device) -> Self {
-        let values: Vec<bool> = lengths
-            .iter()
-            .flat_map(|&len| (0..seq_len).map(move |j| j >= len))
-            .collect();
-        let data = burn::tensor::TensorData::new(values, [lengths.len(), seq_len]);
-        Self::Bool(Tensor::from_data(data, device))
+        Self::Bool(padding_from_lengths(lengths, seq_len, device))
     }
 
     /// The mask's dimensions.
@@ -136,6 +131,23 @@ impl<B: Backend> From<Tensor<B, 2>> for KeyPaddingMask<B> {
     fn from(t: Tensor<B, 2>) -> Self {
         Self::Float(t)
     }
+}
+
+/// A `[B, S]` bool padding mask from sequence lengths: `[b, j]` is `true` (padding, masked out)
+/// when `j >= lengths[b]`.
+pub fn padding_from_lengths<B: Backend>(
+    lengths: &[usize],
+    seq_len: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Bool> {
+    let values: Vec<bool> = lengths
+        .iter()
+        .flat_map(|&len| (0..seq_len).map(move |j| j >= len))
+        .collect();
+    Tensor::from_data(
+        burn::tensor::TensorData::new(values, [lengths.len(), seq_len]),
+        device,
+    )
 }
 
 /// `[S, S]`, `true` where key `j` comes after query `i` (`j > i`): PyTorch's

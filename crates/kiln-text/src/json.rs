@@ -1,0 +1,19 @@
+//! Reading the JSON files of a model directory, with errors that name the file.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, TextError};
+
+/// Reads and parses the JSON file at `path` (I/O errors and parse errors name it).
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| kiln::KilnError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    serde_json::from_str(&text).map_err(|e| TextError::Config {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
