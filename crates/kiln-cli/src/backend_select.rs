@@ -122,3 +122,28 @@ macro_rules! with_backend {
         }
     };
 }
+
+/// [`with_backend!`] with burn's autodiff around the selected backend (for commands that
+/// compute gradients: pruning by importance, fine-tuning).
+#[macro_export]
+macro_rules! with_autodiff_backend {
+    ($resolved:expr, |$b:ident, $device:ident| $body:expr) => {
+        match $resolved {
+            $crate::backend_select::Resolved::Ndarray => {
+                type $b = kiln::backend::CpuAutodiff;
+                let $device = kiln::backend::cpu_device();
+                $body
+            }
+            $crate::backend_select::Resolved::Flex => {
+                type $b = kiln::backend::FlexAutodiff;
+                let $device = kiln::backend::flex_device();
+                $body
+            }
+            $crate::backend_select::Resolved::Wgpu => {
+                type $b = kiln::backend::GpuAutodiff;
+                let $device = kiln::backend::gpu_device();
+                $body
+            }
+        }
+    };
+}

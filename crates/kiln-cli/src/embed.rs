@@ -122,7 +122,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
 }
 
 /// Whether `path` (which may not exist yet) lies inside `dir`.
-fn inside(path: &Path, dir: &Path) -> bool {
+pub(crate) fn inside(path: &Path, dir: &Path) -> bool {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -133,7 +133,7 @@ fn inside(path: &Path, dir: &Path) -> bool {
     }
 }
 
-fn announce(selection: &Selection) {
+pub(crate) fn announce(selection: &Selection) {
     if let Some(reason) = &selection.reason {
         eprintln!(
             "kiln: --backend auto picked {} ({reason})",

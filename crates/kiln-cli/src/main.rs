@@ -4,6 +4,7 @@
 
 mod backend_select;
 mod bench;
+mod compress;
 mod embed;
 mod forward;
 mod info;
@@ -40,6 +41,11 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Cosine similarity of two texts' embeddings.
     Similarity(embed::SimilarityArgs),
+    /// Prune a text model or encoder (unstructured, or heads/feed-forward neurons that shrink
+    /// it), optionally distilling from the original to recover; writes a loadable directory.
+    Prune(compress::PruneArgs),
+    /// Quantize a model's Linear weights to int8 (4x less room for them; loads everywhere).
+    Quantize(compress::QuantizeArgs),
 }
 
 /// `--config` / `--weights`, shared by subcommands that load a plain encoder.
@@ -104,6 +110,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Embed(args) => embed::run_embed(args),
         Command::Similarity(args) => embed::run_similarity(args),
+        Command::Prune(args) => compress::run_prune(args),
+        Command::Quantize(args) => compress::run_quantize(args),
     });
     remove_runtime_dir();
     match result {

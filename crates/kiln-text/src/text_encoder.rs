@@ -8,9 +8,22 @@ use serde_json::Value;
 
 use crate::config::BertConfig;
 use crate::error::{Result, TextError};
+use crate::json::read_json;
 use crate::model::BertModel;
 use crate::pooling::{normalize, padding_mask, Pooling, PoolingConfig};
 use crate::tokenize::{TextTokenizer, TokenizedText};
+
+/// Files of a model directory that [`TextEncoder::save_dir`] copies (besides each module's
+/// `config.json` listed in `modules.json`).
+const COPIED_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+];
 
 /// Texts per forward pass unless told otherwise (sentence-transformers' default).
 pub const DEFAULT_BATCH_SIZE: usize = 32;
@@ -49,17 +62,6 @@ fn required(dir: &Path, file: &str, why: &'static str) -> Result<PathBuf> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| kiln::KilnError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    serde_json::from_str(&text).map_err(|e| TextError::Config {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
 impl ModelDir {
     /// Inspects a Hugging Face or sentence-transformers model directory.
     pub fn inspect(dir: impl AsRef<Path>) -> Result<Self> {
@@ -82,7 +84,7 @@ impl ModelDir {
         };
         let modules_path = dir.join("modules.json");
         if modules_path.is_file() {
-            let modules = read_json(&modules_path)?;
+            let modules: Value = read_json(&modules_path)?;
             let list = modules.as_array().ok_or_else(|| TextError::Config {
                 path: modules_path.clone(),
                 reason: "expected a list of modules".into(),
@@ -115,7 +117,7 @@ impl ModelDir {
         }
         let st_config = dir.join("sentence_bert_config.json");
         if st_config.is_file() {
-            let json = read_json(&st_config)?;
+            let json: Value = read_json(&st_config)?;
             found.max_seq_length = json
                 .get("max_seq_length")
                 .and_then(Value::as_u64)
@@ -156,6 +158,7 @@ pub struct TextEncoder<B: Backend> {
     /// Texts per forward pass.
     pub batch_size: usize,
     device: B::Device,
+    source_dir: PathBuf,
 }
 
 impl<B: Backend> TextEncoder<B> {
@@ -183,6 +186,7 @@ impl<B: Backend> TextEncoder<B> {
             lowercase: found.lowercase,
             batch_size: DEFAULT_BATCH_SIZE,
             device: device.clone(),
+            source_dir: found.dir.clone(),
         };
         encoder.set_max_seq_length(max_seq_length)?;
         Ok(encoder)
@@ -289,12 +293,27 @@ impl<B: Backend> TextEncoder<B> {
         }
     }
 
+    /// The directory the model was loaded from.
+    pub fn source_dir(&self) -> &Path {
+        &self.source_dir
+    }
+
     /// Token vectors of one batch (the Transformer module's output).
     ///
     /// # Shapes
     /// - output: `[B, S, E]` with `S` the longest text of the batch
     pub fn token_embeddings(&self, batch: &BatchTensors<B>) -> Result<Tensor<B, 3>> {
-        let out = self.model.forward(
+        self.token_embeddings_with(&self.model, batch)
+    }
+
+    /// [`Self::token_embeddings`] computed by another model of the same vocabulary (a copy
+    /// being trained, a pruned student) with this encoder's batching.
+    pub fn token_embeddings_with(
+        &self,
+        model: &BertModel<B>,
+        batch: &BatchTensors<B>,
+    ) -> Result<Tensor<B, 3>> {
+        let out = model.forward(
             batch.input_ids.clone(),
             batch.token_type_ids.clone(),
             &batch.lengths,
@@ -314,6 +333,74 @@ impl<B: Backend> TextEncoder<B> {
         } else {
             pooled
         }
+    }
+
+    /// Sentence vectors of one batch computed by `model` (see [`Self::token_embeddings_with`]),
+    /// pooled and normalised as this encoder does.
+    ///
+    /// # Shapes
+    /// - output: `[B, dim]`
+    pub fn embed_batch_with(
+        &self,
+        model: &BertModel<B>,
+        batch: &BatchTensors<B>,
+    ) -> Result<Tensor<B, 2>> {
+        let tokens = self.token_embeddings_with(model, batch)?;
+        Ok(self.pool(tokens, batch.padding.clone()))
+    }
+
+    /// Writes the model as a directory that [`Self::from_dir`] (and sentence-transformers, for
+    /// unpruned shapes) loads: `config.json` (with `kiln_layer_heads` /
+    /// `kiln_layer_intermediate_sizes` when layers were pruned), `model.safetensors` (Hugging
+    /// Face names), and the tokenizer and sentence-transformers files copied from the source
+    /// directory. Each file is written atomically; `dir` must not be the source directory.
+    pub fn save_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same(dir, &self.source_dir) {
+            return Err(TextError::Input(format!(
+                "{}: refusing to write over the model's own directory",
+                dir.display()
+            )));
+        }
+        let io = |path: &Path, e: std::io::Error| kiln::KilnError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut config = self.config.clone();
+        let encoder = &self.model.encoder.config;
+        config.kiln_layer_heads = encoder.layer_heads.clone();
+        config.kiln_layer_intermediate_sizes = encoder.layer_dim_feedforward.clone();
+        kiln::weights::write_atomic(&dir.join("config.json"), config.to_json_string().as_bytes())?;
+        self.model
+            .clone()
+            .state_dict()
+            .write(dir.join("model.safetensors"))?;
+        let mut files: Vec<PathBuf> = COPIED_FILES.iter().map(PathBuf::from).collect();
+        let modules_path = self.source_dir.join("modules.json");
+        if modules_path.is_file() {
+            let modules: Value = read_json(&modules_path)?;
+            for module in modules.as_array().into_iter().flatten() {
+                if let Some(sub) = module.get("path").and_then(Value::as_str) {
+                    if !sub.is_empty() {
+                        std::fs::create_dir_all(dir.join(sub)).map_err(|e| io(dir, e))?;
+                        files.push(Path::new(sub).join("config.json"));
+                    }
+                }
+            }
+        }
+        for file in files {
+            let from = self.source_dir.join(&file);
+            if from.is_file() {
+                let bytes = std::fs::read(&from).map_err(|e| io(&from, e))?;
+                kiln::weights::write_atomic(&dir.join(&file), &bytes)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sentence vectors of already tokenized texts, in their order.

@@ -22,6 +22,10 @@ pub fn flex_device() -> burn::backend::flex::FlexDevice {
 #[cfg(feature = "ndarray")]
 pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
 
+/// `Flex` with autodiff, for training.
+#[cfg(feature = "flex")]
+pub type FlexAutodiff = burn::backend::Autodiff<Flex>;
+
 /// `Gpu` with autodiff, for training.
 #[cfg(feature = "wgpu")]
 pub type GpuAutodiff = burn::backend::Autodiff<Gpu>;

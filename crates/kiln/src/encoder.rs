@@ -79,13 +79,14 @@ impl TransformerEncoderConfig {
 }
 
 /// Replaces every parameter by zeros of its shape without running its (lazy) initialiser.
+/// The zeros are trainable (`require_grad`) on autodiff backends, as freshly built parameters are.
 pub struct ZeroFill;
 
 impl<B: Backend> ModuleMapper<B> for ZeroFill {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let shape = param.lazy_shape();
         let device = param.lazy_device();
-        Param::initialized(param.id, Tensor::zeros(shape, &device))
+        Param::initialized(param.id, Tensor::zeros(shape, &device).require_grad())
     }
 }
 

@@ -40,5 +40,5 @@ pub use config::{
 pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder, ZeroFill};
 pub use error::{KilnError, Result};
 pub use layer::TransformerEncoderLayer;
-pub use mask::{KeyPaddingMask, SrcMask};
+pub use mask::{padding_from_lengths, KeyPaddingMask, SrcMask};
 pub use weights::{HostTensor, LoadReport, TensorFile, WeightSlot};

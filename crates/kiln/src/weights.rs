@@ -96,6 +96,7 @@ impl TensorFile {
             let data = to_f32(&name, &view)?;
             tensors.insert(name, HostTensor::new(view.shape().to_vec(), data));
         }
+        dequantize_int8(&mut tensors, path)?;
         Ok(Self { tensors })
     }
 
@@ -107,18 +108,32 @@ impl TensorFile {
 
     /// The f32 safetensors encoding of the tensors.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
+        self.to_bytes_with_int8(&BTreeMap::new())
+    }
+
+    /// The safetensors encoding of the tensors (f32) plus `int8` tensors (shape, values) stored
+    /// as `I8`. A quantized weight `K` comes with a scale tensor `K` + [`INT8_SCALE_SUFFIX`] among
+    /// the f32 tensors; [`Self::read`] turns the pair back into f32 `K`.
+    pub fn to_bytes_with_int8(
+        &self,
+        int8: &BTreeMap<String, (Vec<usize>, Vec<i8>)>,
+    ) -> Result<Vec<u8>> {
+        let mut raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
             .map(|(k, t)| {
                 let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (k.clone(), t.shape.clone(), bytes)
+                (k.clone(), Dtype::F32, t.shape.clone(), bytes)
             })
             .collect();
+        for (k, (shape, values)) in int8 {
+            let bytes = values.iter().map(|&v| v as u8).collect();
+            raw.push((k.clone(), Dtype::I8, shape.clone(), bytes));
+        }
         let views = raw
             .iter()
-            .map(|(k, shape, bytes)| {
-                TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (k.clone(), v))
+            .map(|(k, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (k.clone(), v))
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| KilnError::Safetensors {
@@ -130,6 +145,42 @@ impl TensorFile {
             reason: e.to_string(),
         })
     }
+}
+
+/// Suffix of the per-row scales of an int8 weight (`K` is stored as `I8`, `K` + suffix as f32
+/// with one scale per row of `K`): written by `kiln quantize`, dequantized by [`TensorFile::read`].
+pub const INT8_SCALE_SUFFIX: &str = ".kiln_int8_scale";
+
+/// Replaces each int8 weight and its scales by the f32 weight `q * scale` (per row).
+fn dequantize_int8(tensors: &mut BTreeMap<String, HostTensor>, path: &Path) -> Result<()> {
+    let scale_keys: Vec<String> = tensors
+        .keys()
+        .filter(|k| k.ends_with(INT8_SCALE_SUFFIX))
+        .cloned()
+        .collect();
+    for scale_key in scale_keys {
+        let key = scale_key.trim_end_matches(INT8_SCALE_SUFFIX).to_string();
+        let scales = tensors.remove(&scale_key).expect("listed");
+        let bad = |reason: String| KilnError::Safetensors {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let weight = tensors
+            .get_mut(&key)
+            .ok_or_else(|| bad(format!("`{scale_key}` has no int8 tensor `{key}`")))?;
+        let rows = weight.shape.first().copied().unwrap_or(0);
+        if scales.data.len() != rows || rows == 0 {
+            return Err(bad(format!(
+                "`{scale_key}` has {} scales for the {rows} rows of `{key}`",
+                scales.data.len()
+            )));
+        }
+        let cols = weight.data.len() / rows;
+        for (row, scale) in weight.data.chunks_mut(cols).zip(&scales.data) {
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+    }
+    Ok(())
 }
 
 fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
@@ -177,6 +228,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Gives `param` a new value, keeping its identity and whether it is trainable (so a model
+/// loaded on an autodiff backend trains).
+fn replace_value<B: Backend, const D: usize>(param: &mut Param<Tensor<B, D>>, value: Tensor<B, D>) {
+    let trainable = param.val().is_require_grad();
+    *param = Param::initialized(param.id, value.set_require_grad(trainable));
+}
+
 /// Where one parameter of the model lives in a checkpoint.
 pub struct WeightSlot<'a, B: Backend> {
     /// Canonical (PyTorch `state_dict`) name.
@@ -213,12 +271,9 @@ impl<B: Backend> SlotTarget<'_, B> {
 
     fn assign(&mut self, value: &HostTensor, device: &B::Device) {
         match self {
-            Self::LinearWeight(p) => {
-                let t = value.transposed().to_tensor(device);
-                **p = Param::initialized(p.id, t);
-            }
-            Self::Vector(p) => **p = Param::initialized(p.id, value.to_tensor(device)),
-            Self::Matrix(p) => **p = Param::initialized(p.id, value.to_tensor(device)),
+            Self::LinearWeight(p) => replace_value(p, value.transposed().to_tensor(device)),
+            Self::Vector(p) => replace_value(p, value.to_tensor(device)),
+            Self::Matrix(p) => replace_value(p, value.to_tensor(device)),
         }
     }
 

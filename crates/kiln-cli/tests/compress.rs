@@ -1,0 +1,247 @@
+//! End-to-end tests of `kiln prune` and `kiln quantize`: the output directory loads in
+//! `kiln forward` / `kiln embed` unchanged, reports say what happened, bad calls are refused.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{fails_one_line, kiln};
+use kiln_tests::minilm::minilm_dir;
+use serde_json::Value;
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/encoder")
+        .join(case)
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn prune_plain(out: &Path, extra: &[&str]) -> Value {
+    let case = fixture("pre_gelu_batch_first_final_norm");
+    let output = kiln()
+        .args([
+            "prune",
+            "--backend",
+            "ndarray",
+            "--json",
+            "--seq",
+            "6",
+            "--batch-size",
+            "3",
+        ])
+        .arg("--config")
+        .arg(case.join("config.json"))
+        .arg("--weights")
+        .arg(case.join("model.safetensors"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    json_of(&output)
+}
+
+fn forward_runs(dir: &Path) -> Value {
+    let output = kiln()
+        .args([
+            "forward",
+            "--backend",
+            "ndarray",
+            "--json",
+            "--batch",
+            "2",
+            "--seq",
+            "5",
+        ])
+        .arg("--config")
+        .arg(dir.join("config.json"))
+        .arg("--weights")
+        .arg(dir.join("model.safetensors"))
+        .output()
+        .unwrap();
+    json_of(&output)
+}
+
+#[test]
+fn heads_and_ffn_pruning_shrinks_a_plain_encoder_that_forward_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pruned");
+    let report = prune_plain(
+        &out,
+        &[
+            "--method",
+            "heads,ffn",
+            "--rate",
+            "0.5",
+            "--finetune-steps",
+            "3",
+            "--eval-every",
+            "1",
+        ],
+    );
+    assert!(report["params_after"].as_u64() < report["params_before"].as_u64());
+    // 4 heads x 2 layers, half removed globally; 32 neurons per layer, half removed in each.
+    let heads: Vec<u64> = serde_json::from_value(report["layer_heads"].clone()).unwrap();
+    assert_eq!(heads.iter().sum::<u64>(), 4, "{report}");
+    assert_eq!(report["layer_dim_feedforward"], serde_json::json!([16, 16]));
+    let steps = report["finetune_steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert!(steps
+        .iter()
+        .all(|s| s["loss"].as_f64().unwrap().is_finite() && !s["eval"].is_null()));
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["layer_dim_feedforward"], serde_json::json!([16, 16]));
+    assert!(out.join("kiln_compression.json").is_file());
+    forward_runs(&out);
+}
+
+#[test]
+fn magnitude_pruning_reports_the_rate_as_sparsity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sparse");
+    let report = prune_plain(&out, &["--method", "magnitude", "--rate", "0.2"]);
+    let sparsity = report["sparsity"]["total"]["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.2).abs() < 1e-3, "{sparsity}");
+    assert_eq!(report["params_after"], report["params_before"]);
+    let fidelity = report["fidelity_before_finetune"]["mean_cosine"]
+        .as_f64()
+        .unwrap();
+    assert!(fidelity > 0.5 && fidelity <= 1.0 + 1e-9, "{fidelity}");
+    forward_runs(&out);
+}
+
+#[test]
+fn quantize_writes_a_smaller_file_that_forward_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("int8");
+    let case = fixture("deep_odd");
+    let output = kiln()
+        .args(["quantize", "--backend", "ndarray", "--json"])
+        .arg("--config")
+        .arg(case.join("config.json"))
+        .arg("--weights")
+        .arg(case.join("model.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let report = json_of(&output);
+    let (before, after) = (
+        report["bytes_before"].as_f64().unwrap(),
+        report["bytes_after"].as_f64().unwrap(),
+    );
+    assert!(after < before / 2.0, "{before} -> {after}");
+    assert!(
+        report["fidelity_int8_file"]["mean_cosine"]
+            .as_f64()
+            .unwrap()
+            > 0.99,
+        "{report}"
+    );
+    forward_runs(&out);
+}
+
+#[test]
+fn bad_prune_calls_are_refused_with_one_line() {
+    let case = fixture("post_relu");
+    let base = |out: &Path| {
+        let mut cmd = kiln();
+        cmd.args(["prune", "--backend", "ndarray", "--method", "magnitude"])
+            .arg("--config")
+            .arg(case.join("config.json"))
+            .arg("--weights")
+            .arg(case.join("model.safetensors"))
+            .arg("--out")
+            .arg(out);
+        cmd
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let line = fails_one_line(base(&tmp.path().join("x")).args(["--rate", "1.5"]), 2);
+    assert!(line.contains("--rate 1.5"), "{line}");
+    let line = fails_one_line(base(&case).args(["--rate", "0.2"]), 2);
+    assert!(
+        line.contains("never writes over its inputs") || line.contains("holds the input"),
+        "{line}"
+    );
+    let line = fails_one_line(
+        base(&tmp.path().join("y")).args(["--rate", "0.2", "--method", "heads"]),
+        2,
+    );
+    assert!(line.contains("--method"), "{line}");
+}
+
+#[test]
+fn pruned_text_model_loads_in_embed() {
+    let model = minilm_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("lines.txt");
+    let lines: Vec<String> = (0..12)
+        .map(|i| format!("Sentence number {i} is about topic {}.", i % 3))
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let out = tmp.path().join("minilm-pruned");
+    let output = kiln()
+        .args([
+            "prune",
+            "--backend",
+            "ndarray",
+            "--json",
+            "--method",
+            "heads,ffn",
+            "--rate",
+            "0.3",
+        ])
+        .args(["--finetune-steps", "1", "--batch-size", "4"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let report = json_of(&output);
+    let heads: Vec<u64> = serde_json::from_value(report["layer_heads"].clone()).unwrap();
+    assert_eq!(
+        heads.iter().sum::<u64>(),
+        72 - 22,
+        "round(0.3 * 72) heads removed: {report}"
+    );
+    assert_eq!(
+        report["layer_dim_feedforward"],
+        serde_json::json!(vec![1075; 6])
+    );
+    for f in [
+        "tokenizer.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "config.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} copied/written");
+    }
+    let output = kiln()
+        .args(["embed", "--backend", "ndarray", "--model"])
+        .arg(&out)
+        .arg("A pruned model still embeds.")
+        .output()
+        .unwrap();
+    let json = json_of(&output);
+    assert_eq!(json["dim"], 384);
+    // Gradient importance without data is refused, naming the way out.
+    let line = fails_one_line(
+        kiln()
+            .args(["prune", "--method", "heads", "--rate", "0.2", "--model"])
+            .arg(&model)
+            .arg("--out")
+            .arg(tmp.path().join("z")),
+        2,
+    );
+    assert!(line.contains("--importance norm"), "{line}");
+}

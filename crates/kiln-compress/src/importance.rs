@@ -1,0 +1,192 @@
+//! Importance of attention heads and feed-forward neurons, to choose what structured pruning
+//! removes.
+//!
+//! - [`GradientImportance`]: Michel et al. 2019 ("Are Sixteen Heads Really Better than One?"):
+//!   `I_h = E_x |∂L/∂ξ_h|` with `ξ_h` a gate on head `h`'s output. Gating head `h` scales the
+//!   rows of `out_proj` it feeds, so `∂L/∂ξ_h` at `ξ = 1` is `Σ W ⊙ ∂L/∂W` over those rows:
+//!   the score comes from ordinary parameter gradients, no gates in the forward pass. The same
+//!   holds for neuron `j` of the feed-forward block (row `j` of `linear2`). The absolute value
+//!   is taken per batch, then averaged over batches.
+//! - [`weight_norm_importance`]: no data needed: a head's score is the L2 norm of its q, k, v
+//!   and output weights; a neuron's is `‖linear1[:, j]‖ · ‖linear2[j, :]‖`.
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use kiln::{HostTensor, TransformerEncoder};
+use serde::Serialize;
+
+/// Scores per layer: one per head, one per feed-forward neuron (higher = more important).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Importance {
+    /// `heads[layer][head]`.
+    pub heads: Vec<Vec<f32>>,
+    /// `neurons[layer][neuron]`.
+    pub neurons: Vec<Vec<f32>>,
+}
+
+/// Accumulates Michel et al.'s gradient importance over batches.
+///
+/// ```text
+/// let mut acc = GradientImportance::new(&model);
+/// for batch in batches {
+///     let grads = loss(&model, batch).backward();
+///     acc.accumulate(&model, &grads);
+/// }
+/// let importance = acc.finish();
+/// ```
+#[derive(Debug, Clone)]
+pub struct GradientImportance {
+    heads: Vec<Vec<f64>>,
+    neurons: Vec<Vec<f64>>,
+    batches: usize,
+}
+
+fn to_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
+    HostTensor::from_tensor(t).data
+}
+
+impl GradientImportance {
+    /// An empty accumulator for `encoder`'s shape.
+    pub fn new<B: Backend>(encoder: &TransformerEncoder<B>) -> Self {
+        Self {
+            heads: encoder
+                .layers
+                .iter()
+                .map(|l| vec![0.0; l.self_attn.num_heads])
+                .collect(),
+            neurons: encoder
+                .layers
+                .iter()
+                .map(|l| vec![0.0; l.linear2.weight.dims()[0]])
+                .collect(),
+            batches: 0,
+        }
+    }
+
+    /// Adds one batch's `|∂L/∂ξ|` from the gradients of a loss computed with `encoder`.
+    pub fn accumulate<B: AutodiffBackend>(
+        &mut self,
+        encoder: &TransformerEncoder<B>,
+        grads: &B::Gradients,
+    ) {
+        for (i, layer) in encoder.layers.iter().enumerate() {
+            let attn = &layer.self_attn;
+            // [H*Dh, E] ⊙ grad -> [H, Dh*E] -> [H]
+            let w = attn.out_proj.weight.val();
+            if let Some(g) = w.grad(grads) {
+                let [rows, cols] = g.dims();
+                let per_head = (w.inner() * g)
+                    .reshape([attn.num_heads, rows / attn.num_heads * cols])
+                    .sum_dim(1)
+                    .abs()
+                    .reshape([attn.num_heads]);
+                for (acc, v) in self.heads[i].iter_mut().zip(to_vec(per_head)) {
+                    *acc += v as f64;
+                }
+            }
+            // [F, E] ⊙ grad -> [F]
+            let w = layer.linear2.weight.val();
+            if let Some(g) = w.grad(grads) {
+                let f = g.dims()[0];
+                let per_neuron = (w.inner() * g).sum_dim(1).abs().reshape([f]);
+                for (acc, v) in self.neurons[i].iter_mut().zip(to_vec(per_neuron)) {
+                    *acc += v as f64;
+                }
+            }
+        }
+        self.batches += 1;
+    }
+
+    /// Batches accumulated so far.
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// The mean scores.
+    pub fn finish(self) -> Importance {
+        let n = self.batches.max(1) as f64;
+        let mean = |v: Vec<Vec<f64>>| -> Vec<Vec<f32>> {
+            v.into_iter()
+                .map(|l| l.into_iter().map(|x| (x / n) as f32).collect())
+                .collect()
+        };
+        Importance {
+            heads: mean(self.heads),
+            neurons: mean(self.neurons),
+        }
+    }
+}
+
+/// Weight-norm importance (no data): heads by the L2 norm of their q, k, v columns and
+/// `out_proj` rows, neurons by `‖linear1[:, j]‖ · ‖linear2[j, :]‖`.
+pub fn weight_norm_importance<B: Backend>(encoder: &TransformerEncoder<B>) -> Importance {
+    let mut heads = Vec::new();
+    let mut neurons = Vec::new();
+    for layer in &encoder.layers {
+        let attn = &layer.self_attn;
+        let (h, dh) = (attn.num_heads, attn.head_dim);
+        let e = attn.in_proj.weight.dims()[0];
+        // in_proj [E, 3*H*Dh] -> [E, 3, H, Dh] -> sum of squares over E, 3, Dh -> [H]
+        let qkv = attn
+            .in_proj
+            .weight
+            .val()
+            .powi_scalar(2)
+            .reshape([e, 3, h, dh])
+            .sum_dim(0)
+            .sum_dim(1)
+            .sum_dim(3)
+            .reshape([h]);
+        // out_proj [H*Dh, E] -> [H, Dh*E] -> [H]
+        let out = attn
+            .out_proj
+            .weight
+            .val()
+            .powi_scalar(2)
+            .reshape([h, dh * e])
+            .sum_dim(1)
+            .reshape([h]);
+        heads.push(to_vec((qkv + out).sqrt()));
+        // linear1 [E, F]: column norms; linear2 [F, E]: row norms.
+        let f = layer.linear1.weight.dims()[1];
+        let up = layer
+            .linear1
+            .weight
+            .val()
+            .powi_scalar(2)
+            .sum_dim(0)
+            .sqrt()
+            .reshape([f]);
+        let down = layer
+            .linear2
+            .weight
+            .val()
+            .powi_scalar(2)
+            .sum_dim(1)
+            .sqrt()
+            .reshape([f]);
+        neurons.push(to_vec(up * down));
+    }
+    Importance { heads, neurons }
+}
+
+/// A label-free loss for [`GradientImportance`]: the projection of the output on a fixed random
+/// direction per row, `Σ y ⊙ r` with `r ~ N(0, 1)` (seeded). Its gate gradients measure how
+/// strongly each head or neuron moves the output, in expectation over directions.
+pub fn random_projection_loss<B: Backend, const D: usize>(
+    output: Tensor<B, D>,
+    seed: u64,
+) -> Tensor<B, 1> {
+    use rand::{Rng, SeedableRng};
+    let shape = output.shape();
+    let rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let values: Vec<f32> = rng
+        .sample_iter(rand_distr::StandardNormal)
+        .take(shape.num_elements())
+        .collect();
+    let direction: Tensor<B, D> = Tensor::from_data(
+        burn::tensor::TensorData::new(values, shape),
+        &output.device(),
+    );
+    (output * direction).sum()
+}

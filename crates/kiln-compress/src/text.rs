@@ -1,0 +1,129 @@
+//! Compression of sentence encoders (`kiln-text`): gradient importance on text, distillation
+//! on unlabeled lines with a cosine loss on the pooled embeddings, and fidelity on held-out
+//! sentences.
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+use kiln_text::{BertModel, TextEncoder, TokenizedText};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::distill::{cosine_loss, finetune, FinetuneConfig, StepRecord};
+use crate::error::{CompressError, Result};
+use crate::importance::{random_projection_loss, GradientImportance, Importance};
+use crate::metrics::Fidelity;
+use crate::unstructured::PruningMasks;
+
+/// Michel et al.'s head and neuron importance of `encoder`'s layers over `texts`, with the
+/// label-free [`random_projection_loss`] of the sentence embeddings (one random direction per
+/// batch, seeded). Calls `progress(n)` after each batch of `n` texts.
+pub fn gradient_importance<B: AutodiffBackend>(
+    encoder: &TextEncoder<B>,
+    texts: &[String],
+    batch_size: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize),
+) -> Result<Importance> {
+    if texts.is_empty() {
+        return Err(CompressError::Invalid(
+            "gradient importance needs at least one text (--data)".into(),
+        ));
+    }
+    let tokenized = encoder.tokenize(texts)?;
+    let mut acc = GradientImportance::new(&encoder.model.encoder);
+    for (i, chunk) in tokenized.chunks(batch_size.max(1)).enumerate() {
+        let batch = encoder.batch_tensors(chunk);
+        let pooled = encoder.embed_batch_with(&encoder.model, &batch)?;
+        let grads = random_projection_loss(pooled, seed.wrapping_add(i as u64)).backward();
+        acc.accumulate(&encoder.model.encoder, &grads);
+        progress(chunk.len());
+    }
+    Ok(acc.finish())
+}
+
+/// Sentence embeddings of `texts` computed by `model` with `frame`'s tokenizer, batching,
+/// pooling and normalisation (in input order).
+pub fn embed_with<B: burn::tensor::backend::Backend>(
+    frame: &TextEncoder<B>,
+    model: &BertModel<B>,
+    texts: &[TokenizedText],
+) -> Result<Vec<Vec<f32>>> {
+    let mut rows = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(frame.batch_size.max(1)) {
+        let batch = frame.batch_tensors(chunk);
+        let pooled = frame.embed_batch_with(model, &batch)?;
+        let dim = pooled.dims()[1];
+        let values = kiln::HostTensor::from_tensor(pooled).data;
+        rows.extend(values.chunks(dim).map(<[f32]>::to_vec));
+    }
+    Ok(rows)
+}
+
+/// Fidelity of `candidate`'s sentence embeddings to `reference`'s on `texts` (mean and worst
+/// cosine, Spearman of pairwise similarities). Both must use the same tokenizer.
+pub fn fidelity<B: burn::tensor::backend::Backend>(
+    reference: &TextEncoder<B>,
+    candidate: &BertModel<B>,
+    texts: &[String],
+) -> Result<Fidelity> {
+    let tokenized = reference.tokenize(texts)?;
+    let expected = embed_with(reference, &reference.model, &tokenized)?;
+    let got = embed_with(reference, candidate, &tokenized)?;
+    Ok(Fidelity::between(&expected, &got))
+}
+
+/// Distils `teacher` into `student` (a pruned copy on the autodiff backend): each step draws
+/// `batch_size` lines of `train` (shuffled per epoch, seeded) and minimises `1 - cosine` between
+/// the student's and the teacher's sentence embeddings; `masks` keep unstructured-pruned weights
+/// at zero. Evaluates on `heldout` (fidelity to the teacher) before, every `eval_every` steps and
+/// after.
+#[allow(clippy::too_many_arguments)]
+pub fn distill<B: AutodiffBackend>(
+    mut student: TextEncoder<B>,
+    teacher: &TextEncoder<B::InnerBackend>,
+    train: &[String],
+    heldout: &[String],
+    batch_size: usize,
+    config: &FinetuneConfig,
+    masks: Option<&PruningMasks>,
+    on_step: impl FnMut(&StepRecord),
+) -> Result<(TextEncoder<B>, Vec<StepRecord>)> {
+    if train.is_empty() || heldout.is_empty() {
+        return Err(CompressError::Invalid(
+            "distillation needs training lines and held-out lines".into(),
+        ));
+    }
+    let train_tokens = teacher.tokenize(train)?;
+    let heldout_tokens = teacher.tokenize(heldout)?;
+    let expected = embed_with(teacher, &teacher.model, &heldout_tokens)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = Vec::new();
+    let batch_size = batch_size.max(1);
+    let mut next_batch = move || -> Vec<TokenizedText> {
+        if order.len() < batch_size {
+            let mut epoch: Vec<usize> = (0..train_tokens.len()).collect();
+            epoch.shuffle(&mut rng);
+            order.extend(epoch);
+        }
+        order
+            .drain(..batch_size.min(order.len()))
+            .map(|i| train_tokens[i].clone())
+            .collect()
+    };
+    let device = student.device().clone();
+    let frame = &student;
+    let loss = |model: &BertModel<B>, _step: usize| -> Result<Tensor<B, 1>> {
+        let texts = next_batch();
+        let target = teacher.embed_batch_with(&teacher.model, &teacher.batch_tensors(&texts))?;
+        let pooled = frame.embed_batch_with(model, &frame.batch_tensors(&texts))?;
+        Ok(cosine_loss(pooled, Tensor::from_inner(target)))
+    };
+    let eval = |model: &BertModel<B::InnerBackend>| -> Result<Fidelity> {
+        let got = embed_with(teacher, model, &heldout_tokens)?;
+        Ok(Fidelity::between(&expected, &got))
+    };
+    let model = student.model.clone();
+    let (model, records) = finetune(model, config, masks, &device, loss, eval, on_step)?;
+    student.model = model;
+    Ok((student, records))
+}
