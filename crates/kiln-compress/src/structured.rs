@@ -265,21 +265,21 @@ pub fn mask_structure<B: Backend>(
     for (i, layer) in encoder.layers.iter_mut().enumerate() {
         let device = layer.linear1.weight.device();
         let attn = &mut layer.self_attn;
-        let mut rows = vec![0.0f32; attn.num_heads * attn.head_dim];
-        for &h in &plan.heads[i] {
-            rows[h * attn.head_dim..(h + 1) * attn.head_dim].fill(1.0);
-        }
-        let keep_rows = |rows: Vec<f32>| -> Tensor<B, 2> {
-            let n = rows.len();
-            HostTensor::new(vec![n, 1], rows).to_tensor(&device)
+        let [_, out, ffn] = plan_indices(
+            &plan.heads[i],
+            attn.num_heads,
+            attn.head_dim,
+            &plan.neurons[i],
+        );
+        // A `[rows, 1]` column of ones at the kept rows, zeros elsewhere.
+        let keep_rows = |kept: Vec<i64>, rows: usize| -> Tensor<B, 2> {
+            let mut mask = vec![0.0f32; rows];
+            kept.into_iter().for_each(|r| mask[r as usize] = 1.0);
+            HostTensor::new(vec![rows, 1], mask).to_tensor(&device)
         };
-        let mask = keep_rows(rows);
+        let mask = keep_rows(out, attn.num_heads * attn.head_dim);
         attn.out_proj.weight = attn.out_proj.weight.clone().map(|w| w * mask);
-        let mut rows = vec![0.0f32; layer.linear2.weight.dims()[0]];
-        for &j in &plan.neurons[i] {
-            rows[j] = 1.0;
-        }
-        let mask = keep_rows(rows);
+        let mask = keep_rows(ffn, layer.linear2.weight.dims()[0]);
         layer.linear2.weight = layer.linear2.weight.clone().map(|w| w * mask);
     }
     Ok(encoder)
