@@ -271,7 +271,17 @@ fn minilm_magnitude_20_percent_keeps_cosine_and_shrunk_minilm_round_trips() {
     pruned.encoder = prune_unstructured(pruned.encoder, UnstructuredMethod::Magnitude, 0.2)
         .unwrap()
         .0;
-    let f = text::fidelity(&teacher, &pruned, &reference.sentences).unwrap();
+    // The short sentences only (the 139- and 256-token ones triple this test's time in the
+    // unoptimised test build); the docs' figures cover 200 held-out texts.
+    let short: Vec<String> = reference
+        .sentences
+        .iter()
+        .zip(&reference.input_ids)
+        .filter(|(_, ids)| ids.len() <= 40)
+        .map(|(s, _)| s.clone())
+        .collect();
+    assert!(short.len() >= 20);
+    let f = text::fidelity(&teacher, &pruned, &short).unwrap();
     assert!(f.mean_cosine >= 0.95 && f.mean_cosine < 0.999, "{f:?}");
 
     // Heads and neurons removed by weight norm: the directory written loads and embeds the same.
