@@ -5,6 +5,7 @@
 
 mod compression;
 mod cross_backend;
+mod explain;
 mod parity_flex;
 mod parity_wgpu;
 mod text_minilm;

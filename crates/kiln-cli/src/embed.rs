@@ -142,7 +142,7 @@ pub(crate) fn announce(selection: &Selection) {
     }
 }
 
-fn check_model_args(args: &TextModelArgs) -> Result<()> {
+pub(crate) fn check_model_args(args: &TextModelArgs) -> Result<()> {
     if args.batch_size == 0 {
         return Err(usage("--batch-size must be at least 1"));
     }
@@ -155,7 +155,7 @@ fn check_model_args(args: &TextModelArgs) -> Result<()> {
     Ok(())
 }
 
-fn load<B: Backend>(args: &TextModelArgs, device: &B::Device) -> Result<TextEncoder<B>> {
+pub(crate) fn load<B: Backend>(args: &TextModelArgs, device: &B::Device) -> Result<TextEncoder<B>> {
     let mut encoder = TextEncoder::<B>::from_dir(&args.model, device)
         .with_context(|| format!("cannot load text model {}", args.model.display()))?;
     if let Some(n) = args.max_seq_length {

@@ -6,6 +6,7 @@ mod backend_select;
 mod bench;
 mod compress;
 mod embed;
+mod explain;
 mod forward;
 mod info;
 mod model_source;
@@ -46,6 +47,9 @@ enum Command {
     Prune(compress::PruneArgs),
     /// Quantize a model's Linear weights to int8 (4x less room for them; loads everywhere).
     Quantize(compress::QuantizeArgs),
+    /// Explain a text model on one text: attention maps, rollout, gradient x input or
+    /// Integrated Gradients; JSON report, PNG heatmap, HTML page.
+    Explain(explain::ExplainArgs),
 }
 
 /// `--config` / `--weights`, shared by subcommands that load a plain encoder.
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
         Command::Similarity(args) => embed::run_similarity(args),
         Command::Prune(args) => compress::run_prune(args),
         Command::Quantize(args) => compress::run_quantize(args),
+        Command::Explain(args) => explain::run_explain(args),
     });
     remove_runtime_dir();
     match result {

@@ -4,3 +4,4 @@ mod cli;
 mod common;
 mod compress;
 mod embed;
+mod explain;

@@ -159,6 +159,14 @@ impl<B: Backend> BertModel<B> {
         kiln::weights::read_slots(self.weight_slots())
     }
 
+    /// The same model with every dropout probability set to 0, so that on an autodiff backend
+    /// the forward is a fixed function (see [`kiln::TransformerEncoder::without_dropout`]).
+    pub fn without_dropout(mut self) -> Self {
+        self.embeddings.dropout.prob = 0.0;
+        self.encoder = self.encoder.without_dropout();
+        self
+    }
+
     /// Embeds and encodes a padded batch.
     ///
     /// `lengths[b]` real tokens start item `b`; the rest is padding and becomes the key padding

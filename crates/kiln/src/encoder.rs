@@ -368,6 +368,20 @@ impl<B: Backend> TransformerEncoder<B> {
     pub fn num_params(&self) -> usize {
         Module::num_params(self)
     }
+
+    /// The same model with every dropout probability set to 0. On an autodiff backend dropout
+    /// is active (training); this makes the forward a fixed function there, as attributions and
+    /// other gradients of a trained model need (`model.eval()` in PyTorch).
+    pub fn without_dropout(mut self) -> Self {
+        self.config.dropout = 0.0;
+        for layer in &mut self.layers {
+            layer.dropout.prob = 0.0;
+            layer.dropout1.prob = 0.0;
+            layer.dropout2.prob = 0.0;
+            layer.self_attn.dropout.prob = 0.0;
+        }
+        self
+    }
 }
 
 /// Checks `src` against the model width and returns `[B, S]`.
