@@ -108,7 +108,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     };
     let name = path.display();
     if bytes.is_empty() {
-        return Err(usage(format!("{name} is empty: no texts to embed")));
+        return Err(usage(format!("{name} is empty: no lines of text")));
     }
     let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     body.split(|&b| b == b'\n')

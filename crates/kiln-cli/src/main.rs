@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime error, 2 usage error. Errors are one line on stderr.
 
+mod augment;
 mod backend_select;
 mod bench;
 mod compress;
@@ -50,6 +51,9 @@ enum Command {
     /// Explain a text model on one text: attention maps, rollout, gradient x input or
     /// Integrated Gradients; JSON report, PNG heatmap, HTML page.
     Explain(explain::ExplainArgs),
+    /// Augment text lines with EDA (WordNet synonyms, insertion, swap, deletion): K augmented
+    /// lines per input line, deterministic under --seed.
+    Augment(augment::AugmentArgs),
 }
 
 /// `--config` / `--weights`, shared by subcommands that load a plain encoder.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => compress::run_prune(args),
         Command::Quantize(args) => compress::run_quantize(args),
         Command::Explain(args) => explain::run_explain(args),
+        Command::Augment(args) => augment::run_augment(args),
     });
     remove_runtime_dir();
     match result {

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `kiln` binary, in one test binary (one link instead of one per file).
 
+mod augment;
 mod cli;
 mod common;
 mod compress;
