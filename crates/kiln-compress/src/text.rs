@@ -3,7 +3,7 @@
 //! sentences.
 
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use kiln_text::{BertModel, TextEncoder, TokenizedText};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -99,24 +99,46 @@ pub fn distill<B: AutodiffBackend>(
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = Vec::new();
     let batch_size = batch_size.max(1);
-    let mut next_batch = move || -> Vec<TokenizedText> {
+    let lines = train_tokens.len();
+    let mut next_batch = move || -> Vec<usize> {
         if order.len() < batch_size {
-            let mut epoch: Vec<usize> = (0..train_tokens.len()).collect();
+            let mut epoch: Vec<usize> = (0..lines).collect();
             epoch.shuffle(&mut rng);
             order.extend(epoch);
         }
-        order
-            .drain(..batch_size.min(order.len()))
-            .map(|i| train_tokens[i].clone())
-            .collect()
+        order.drain(..batch_size.min(order.len())).collect()
     };
+    // The teacher's embedding of each training line, computed the first time the line is drawn
+    // and reused in later epochs (the teacher does not change).
+    let mut targets: Vec<Option<Vec<f32>>> = vec![None; train_tokens.len()];
     let device = student.device().clone();
     let frame = &student;
     let loss = |model: &BertModel<B>, _step: usize| -> Result<Tensor<B, 1>> {
-        let texts = next_batch();
-        let target = teacher.embed_batch_with(&teacher.model, &teacher.batch_tensors(&texts))?;
+        let batch = next_batch();
+        let missing: Vec<usize> = batch
+            .iter()
+            .copied()
+            .filter(|&i| targets[i].is_none())
+            .collect();
+        if !missing.is_empty() {
+            let texts: Vec<TokenizedText> =
+                missing.iter().map(|&i| train_tokens[i].clone()).collect();
+            for (i, row) in missing
+                .iter()
+                .zip(embed_with(teacher, &teacher.model, &texts)?)
+            {
+                targets[*i] = Some(row);
+            }
+        }
+        let dim = targets[batch[0]].as_ref().map_or(0, Vec::len);
+        let rows: Vec<f32> = batch
+            .iter()
+            .flat_map(|&i| targets[i].clone().unwrap_or_default())
+            .collect();
+        let target = Tensor::<B, 2>::from_data(TensorData::new(rows, [batch.len(), dim]), &device);
+        let texts: Vec<TokenizedText> = batch.iter().map(|&i| train_tokens[i].clone()).collect();
         let pooled = frame.embed_batch_with(model, &frame.batch_tensors(&texts))?;
-        Ok(cosine_loss(pooled, Tensor::from_inner(target)))
+        Ok(cosine_loss(pooled, target))
     };
     let eval = |model: &BertModel<B::InnerBackend>| -> Result<Fidelity> {
         let got = embed_with(teacher, model, &heldout_tokens)?;
