@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_explain::heatmap::{matrix_png, scores_png, MATRIX_SIZE, SCORES_SIZE};
+use kiln_explain::heatmap::{check_size, matrix_png, scores_png, MATRIX_SIZE, SCORES_SIZE};
 use kiln_explain::html::html_report;
 use kiln_explain::{
     explain_attention, explain_gradients, Baseline, IntegratedGradientsConfig, Method, Report,
@@ -144,6 +144,10 @@ pub fn run_explain(args: &ExplainArgs) -> Result<()> {
     }
     if method == Method::IntegratedGradients && args.steps == 0 {
         return Err(usage("--steps must be at least 1"));
+    }
+    if let Some(size) = args.heatmap_size {
+        // Before the model runs, not after.
+        check_size(size).map_err(explain_error)?;
     }
     if args.text.trim().is_empty() {
         return Err(usage("the text to explain is empty"));

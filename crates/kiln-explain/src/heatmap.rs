@@ -55,7 +55,8 @@ fn encode_png(buffer: Vec<u8>, (width, height): (u32, u32)) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn check_size((width, height): (u32, u32)) -> Result<()> {
+/// Fails unless both sides are 64..=8192 pixels.
+pub fn check_size((width, height): (u32, u32)) -> Result<()> {
     if !(64..=8192).contains(&width) || !(64..=8192).contains(&height) {
         return Err(ExplainError::Invalid(format!(
             "heatmap size {width}x{height} must be between 64 and 8192 pixels each way"
