@@ -12,11 +12,9 @@ data="$cache/data"
 if [[ -s "$data/fortunes_train.txt" && -s "$data/fortunes_heldout.txt" ]]; then
   echo "$data"; exit 0
 fi
-mkdir -p "$cache/debs" "$data"
-cd "$cache/debs"
-ls fortunes_*.deb >/dev/null 2>&1 || apt-get download fortunes >&2
-rm -rf "$cache/fortunes" && mkdir -p "$cache/fortunes"
-dpkg-deb -x fortunes_*.deb "$cache/fortunes"
+mkdir -p "$data"
+source "$root/scripts/lib/apt_fetch.sh"
+apt_extract fortunes "$cache/fortunes"
 python3 - "$cache/fortunes/usr/share/games/fortunes" "$data" <<'PY'
 import pathlib, random, re, sys
 src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])

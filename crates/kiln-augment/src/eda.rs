@@ -307,14 +307,19 @@ impl EdaConfig {
         }
     }
 
+    /// Each operation with its rate's name and value, in EDA's order.
+    pub fn rates(&self) -> [(Operation, &'static str, f64); 4] {
+        [
+            (Operation::Synonym, "alpha_sr", self.alpha_sr),
+            (Operation::Insert, "alpha_ri", self.alpha_ri),
+            (Operation::Swap, "alpha_rs", self.alpha_rs),
+            (Operation::Delete, "p_rd", self.p_rd),
+        ]
+    }
+
     /// Fails unless every rate is in `[0, 1]` (naming the first that is not).
     pub fn check(&self) -> Result<()> {
-        for (name, v) in [
-            ("alpha_sr", self.alpha_sr),
-            ("alpha_ri", self.alpha_ri),
-            ("alpha_rs", self.alpha_rs),
-            ("p_rd", self.p_rd),
-        ] {
+        for (_, name, v) in self.rates() {
             if !(0.0..=1.0).contains(&v) {
                 return Err(AugmentError::Invalid(format!(
                     "{name} {v} must be in [0, 1]"
@@ -376,12 +381,7 @@ pub fn eda(
     config.check()?;
     let per_op = num_aug / 4 + 1;
     let mut out = Vec::new();
-    for (operation, rate) in [
-        (Operation::Synonym, config.alpha_sr),
-        (Operation::Insert, config.alpha_ri),
-        (Operation::Swap, config.alpha_rs),
-        (Operation::Delete, config.p_rd),
-    ] {
+    for (operation, _, rate) in config.rates() {
         if rate > 0.0 {
             for _ in 0..per_op {
                 out.push(apply(operation, text, config, Some(wordnet), rng)?);
