@@ -66,9 +66,10 @@ pub struct AugmentArgs {
     pub wordnet: Option<PathBuf>,
 }
 
-fn wordnet_dir(args: &AugmentArgs) -> PathBuf {
-    args.wordnet
-        .clone()
+/// `--wordnet`, else `$KILN_WORDNET`, else `.cache/wordnet`.
+pub(crate) fn wordnet_dir(given: Option<&PathBuf>) -> PathBuf {
+    given
+        .cloned()
         .or_else(|| std::env::var_os("KILN_WORDNET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(".cache/wordnet"))
 }
@@ -98,7 +99,7 @@ pub fn run_augment(args: &AugmentArgs) -> Result<()> {
         AugmentMethod::Synonym | AugmentMethod::Insert | AugmentMethod::Eda
     );
     let wordnet = if needs_wordnet {
-        let dir = wordnet_dir(args);
+        let dir = wordnet_dir(args.wordnet.as_ref());
         Some(
             WordNet::load(&dir)
                 .with_context(|| format!("cannot load WordNet from {}", dir.display()))?,

@@ -121,16 +121,32 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Whether `path` (which may not exist yet) lies inside `dir`.
+/// Whether `path` (which may not exist yet, nor its parents) is `dir` or lies inside it: the
+/// nearest existing ancestor is resolved (symlinks, `..`) and the rest appended.
 pub(crate) fn inside(path: &Path, dir: &Path) -> bool {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    match (parent.canonicalize(), dir.canonicalize()) {
-        (Ok(parent), Ok(dir)) => parent.starts_with(dir),
-        _ => false,
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let absolute = match std::env::current_dir() {
+        Ok(cwd) => cwd.join(path),
+        Err(_) => return false,
+    };
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return false,
+        }
     }
+    let Ok(mut resolved) = existing.canonicalize() else {
+        return false;
+    };
+    resolved.extend(rest.into_iter().rev());
+    resolved.starts_with(dir)
 }
 
 pub(crate) fn announce(selection: &Selection) {

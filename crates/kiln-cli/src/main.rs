@@ -5,6 +5,7 @@
 mod augment;
 mod backend_select;
 mod bench;
+mod classify;
 mod compress;
 mod embed;
 mod explain;
@@ -54,6 +55,12 @@ enum Command {
     /// Augment text lines with EDA (WordNet synonyms, insertion, swap, deletion): K augmented
     /// lines per input line, deterministic under --seed.
     Augment(augment::AugmentArgs),
+    /// Train a classification head over a frozen text encoder from `label<TAB>text` lines:
+    /// supervised, with EDA copies (--augment eda), UDA consistency (--consistency) or
+    /// pseudo-labels (--pseudo-labels) on unlabelled texts.
+    TrainClassifier(classify::TrainClassifierArgs),
+    /// Classify texts with a trained classifier, or evaluate it on labelled texts (--eval).
+    Classify(classify::ClassifyArgs),
 }
 
 /// `--config` / `--weights`, shared by subcommands that load a plain encoder.
@@ -122,6 +129,8 @@ fn main() -> ExitCode {
         Command::Quantize(args) => compress::run_quantize(args),
         Command::Explain(args) => explain::run_explain(args),
         Command::Augment(args) => augment::run_augment(args),
+        Command::TrainClassifier(args) => classify::run_train_classifier(args),
+        Command::Classify(args) => classify::run_classify(args),
     });
     remove_runtime_dir();
     match result {

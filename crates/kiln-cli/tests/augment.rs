@@ -1,22 +1,7 @@
 //! End-to-end tests of `kiln augment`: K lines per input line, the same output for the same
 //! seed, files written atomically and never over the input, one-line errors.
 
-use crate::common::{fails_one_line, kiln};
-
-/// WordNet's folder (scripts/fetch_wordnet.sh, idempotent).
-fn wordnet_dir() -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::process::Command::new("bash")
-        .arg(root.join("scripts/fetch_wordnet.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+use crate::common::{fails_one_line, kiln, wordnet_dir};
 
 const LINES: &str =
     "The quick brown fox jumps over the lazy dog\nA man is playing a guitar on the stage\n";

@@ -36,3 +36,18 @@ pub fn fails_one_line(cmd: &mut Command, code: i32) -> String {
     assert!(lines[0].starts_with("kiln: "), "{stderr}");
     lines[0].to_string()
 }
+
+/// WordNet's folder (scripts/fetch_wordnet.sh, idempotent; fails, never skips, without it).
+pub fn wordnet_dir() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/fetch_wordnet.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
