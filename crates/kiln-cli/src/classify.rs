@@ -314,8 +314,11 @@ fn train<B: Backend>(
     )?;
     embed_bar.finish_and_clear();
     let embed_s = start.elapsed().as_secs_f64();
+    let views_count = embedded
+        .texts
+        .saturating_sub(labeled.len() + spec.unlabeled.len());
     eprintln!(
-        "kiln: {} texts ({} labelled, {} unlabelled, the rest augmented views), {embedding} embedded in {embed_s:.1} s on {backend}",
+        "kiln: {} distinct texts ({} labelled, {} unlabelled, {views_count} augmented views); {embedding} embedded in {embed_s:.1} s on {backend}",
         embedded.texts,
         labeled.len(),
         spec.unlabeled.len()

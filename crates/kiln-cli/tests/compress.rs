@@ -178,6 +178,31 @@ fn bad_prune_calls_are_refused_with_one_line() {
 }
 
 #[test]
+fn prune_never_writes_inside_the_source_model_even_into_a_new_subdirectory() {
+    let model = minilm_dir();
+    let out = model.join("not-yet").join("pruned");
+    let line = fails_one_line(
+        kiln()
+            .args([
+                "prune",
+                "--backend",
+                "ndarray",
+                "--method",
+                "magnitude",
+                "--rate",
+                "0.2",
+            ])
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(&out),
+        2,
+    );
+    assert!(line.contains("never writes over its inputs"), "{line}");
+    assert!(!model.join("not-yet").exists());
+}
+
+#[test]
 fn pruned_text_model_loads_in_embed() {
     let model = minilm_dir();
     let tmp = tempfile::tempdir().unwrap();
