@@ -31,6 +31,7 @@ run() { # name, kiln prune/quantize args...
 run magnitude-20 prune "${common[@]}" --method magnitude --rate 0.2
 run global-magnitude-20 prune "${common[@]}" --method global-magnitude --rate 0.2
 run random-20 prune "${common[@]}" --method random --rate 0.2
+run wanda-20 prune "${common[@]}" --method wanda --rate 0.2
 run magnitude-20-distilled prune "${common[@]}" --method magnitude --rate 0.2 --finetune-steps "$steps" --lr 5e-5
 run heads-ffn-30-norm prune "${common[@]}" --method heads,ffn --rate 0.3 --importance norm
 run heads-ffn-30-gradient prune "${common[@]}" --method heads,ffn --rate 0.3 --importance gradient
@@ -53,7 +54,7 @@ def fid(f):
     return "n/a" if not f else f"{f['mean_cosine']:.4f} / {f['min_cosine']:.4f} / {f['spearman']:.4f}"
 print("| model | params | file MB | heads | FFN | held-out cosine mean / min / Spearman | after distillation |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for name in ["magnitude-20", "global-magnitude-20", "random-20", "magnitude-20-distilled",
+for name in ["magnitude-20", "global-magnitude-20", "random-20", "wanda-20", "magnitude-20-distilled",
              "heads-ffn-30-norm", "heads-ffn-30-gradient", "heads-ffn-30-distilled"]:
     r = json.loads((out / f"{name}.json").read_text())
     size = (out / name / "model.safetensors").stat().st_size / 1e6

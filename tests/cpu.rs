@@ -2,6 +2,7 @@
 //! matrixmultiply GEMM and with OpenBLAS (`--features kiln/blas`), and only this small binary
 //! is rebuilt for the second run. `cargo test --test cpu masks::` runs one group.
 
+mod linear_inputs;
 mod masks;
 mod parity_ndarray;
 mod training;

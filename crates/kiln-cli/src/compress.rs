@@ -18,6 +18,7 @@ use kiln_compress::structured::{shrink, StructurePlan};
 use kiln_compress::unstructured::{
     prune_unstructured, sparsity_report, PruningMasks, UnstructuredMethod,
 };
+use kiln_compress::wanda::{prune_wanda, ActivationNorms};
 use kiln_compress::{plain, quantize, text};
 use kiln_text::TextEncoder;
 use serde_json::{json, Value};
@@ -74,6 +75,9 @@ pub enum PruneMethod {
     GlobalMagnitude,
     /// Random weights of each tensor (random_unstructured), the baseline.
     Random,
+    /// Smallest |w| * ||x|| in each output row (Wanda): activation-aware, calibrated on --data
+    /// (text) or random inputs (plain encoders).
+    Wanda,
     /// Whole attention heads, least important first; the model shrinks.
     Heads,
     /// Feed-forward neurons, least important first; the model shrinks.
@@ -105,7 +109,7 @@ pub struct PruneArgs {
     /// Importance used by heads/ffn.
     #[arg(long, value_enum, default_value_t = ImportanceChoice::Gradient)]
     pub importance: ImportanceChoice,
-    /// Plain encoders: random batches for gradient importance.
+    /// Plain encoders: random batches for gradient importance and wanda's calibration.
     #[arg(long, default_value_t = 8)]
     pub importance_batches: usize,
     /// Distillation steps after pruning (0: none). Text models need --data.
@@ -263,7 +267,7 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
         .collect();
     if structured && !unstructured.is_empty() || unstructured.len() > 1 {
         return Err(usage(
-            "--method: give one unstructured method (magnitude, global-magnitude, random) or heads and/or ffn",
+            "--method: give one unstructured method (magnitude, global-magnitude, random, wanda) or heads and/or ffn",
         ));
     }
     for (flag, rate) in [("--rate", Some(args.rate)), ("--ffn-rate", args.ffn_rate)] {
@@ -277,6 +281,11 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
         if args.finetune_steps > 0 {
             return Err(usage(
                 "--finetune-steps needs --data (unlabeled text lines)",
+            ));
+        }
+        if unstructured.contains(&PruneMethod::Wanda) {
+            return Err(usage(
+                "--method wanda needs --data (calibration text lines)",
             ));
         }
         if structured && args.importance == ImportanceChoice::Gradient {
@@ -391,6 +400,13 @@ fn unstructured_method(method: PruneMethod, seed: u64) -> UnstructuredMethod {
     }
 }
 
+/// How the data-dependent scores are computed: Michel et al.'s gradient importance (heads,
+/// ffn) and Wanda's activation norms (wanda).
+struct Scorers<G, A> {
+    gradient: G,
+    activations: A,
+}
+
 fn shape_of<B: Backend>(encoder: &TransformerEncoder<B>) -> (Vec<usize>, Vec<usize>) {
     (
         encoder
@@ -417,15 +433,23 @@ struct Pruned<B: Backend> {
 fn prune_encoder<B: Backend>(
     args: &PruneArgs,
     encoder: TransformerEncoder<B>,
-    gradient: impl FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<Importance>,
+    scorers: Scorers<
+        impl FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<Importance>,
+        impl FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<ActivationNorms>,
+    >,
 ) -> Result<Pruned<B>> {
     if let Some(&method) = args
         .method
         .iter()
         .find(|m| !matches!(m, PruneMethod::Heads | PruneMethod::Ffn))
     {
-        let method = unstructured_method(method, args.source.seed);
-        let (encoder, masks) = prune_unstructured(encoder, method, args.rate)?;
+        let (encoder, masks) = if method == PruneMethod::Wanda {
+            let norms = (scorers.activations)(&encoder)?;
+            prune_wanda(encoder, &norms, args.rate)?
+        } else {
+            let method = unstructured_method(method, args.source.seed);
+            prune_unstructured(encoder, method, args.rate)?
+        };
         return Ok(Pruned {
             encoder,
             masks: Some(masks),
@@ -434,7 +458,7 @@ fn prune_encoder<B: Backend>(
     }
     let scores = match args.importance {
         ImportanceChoice::Norm => weight_norm_importance(&encoder),
-        ImportanceChoice::Gradient => gradient(&encoder)?,
+        ImportanceChoice::Gradient => (scorers.gradient)(&encoder)?,
     };
     let plan = structure_plan(args, &encoder, &scores)?;
     Ok(Pruned {
@@ -499,15 +523,25 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
     let (train, heldout) = text_data(source)?;
     let params_before = burn::module::Module::num_params(&student.model);
 
-    let pruned = prune_encoder(args, student.model.encoder.clone(), |_| {
-        let bar = bar(train.len() as u64, "texts (importance)");
-        let scores =
-            text::gradient_importance(&student, &train, source.batch_size, source.seed, |n| {
-                bar.inc(n as u64)
-            });
-        bar.finish_and_clear();
-        scores
-    })?;
+    let scorers = Scorers {
+        gradient: |_: &TransformerEncoder<B>| {
+            let bar = bar(train.len() as u64, "texts (importance)");
+            let scores =
+                text::gradient_importance(&student, &train, source.batch_size, source.seed, |n| {
+                    bar.inc(n as u64)
+                });
+            bar.finish_and_clear();
+            scores
+        },
+        activations: |_: &TransformerEncoder<B>| {
+            let bar = bar(train.len() as u64, "texts (calibration)");
+            let norms =
+                text::activation_norms(&teacher, &train, source.batch_size, |n| bar.inc(n as u64));
+            bar.finish_and_clear();
+            norms
+        },
+    };
+    let pruned = prune_encoder(args, student.model.encoder.clone(), scorers)?;
     student.model.encoder = pruned.encoder;
     let before_finetune = if heldout.is_empty() {
         None
@@ -560,13 +594,23 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
     };
     let heldout_batches = 4;
 
-    let pruned = prune_encoder(args, student, |student| {
-        let bar = bar(args.importance_batches as u64, "batches (importance)");
-        let scores =
-            plain::gradient_importance(student, &train, args.importance_batches, || bar.inc(1));
-        bar.finish_and_clear();
-        scores
-    })?;
+    let scorers = Scorers {
+        gradient: |student: &TransformerEncoder<B>| {
+            let bar = bar(args.importance_batches as u64, "batches (importance)");
+            let scores =
+                plain::gradient_importance(student, &train, args.importance_batches, || bar.inc(1));
+            bar.finish_and_clear();
+            scores
+        },
+        activations: |_: &TransformerEncoder<B>| {
+            let bar = bar(args.importance_batches as u64, "batches (calibration)");
+            let norms =
+                plain::activation_norms(&teacher, &train, args.importance_batches, || bar.inc(1));
+            bar.finish_and_clear();
+            norms
+        },
+    };
+    let pruned = prune_encoder(args, student, scorers)?;
     let student = pruned.encoder;
     let before_finetune = Some(plain::fidelity(
         &teacher,

@@ -115,6 +115,15 @@ fn magnitude_pruning_reports_the_rate_as_sparsity() {
         .unwrap();
     assert!(fidelity > 0.5 && fidelity <= 1.0 + 1e-9, "{fidelity}");
     forward_runs(&out);
+
+    // Wanda, calibrated on random inputs, prunes round(rate * d_in) weights of each output row
+    // (here 3 of 16 and 6 of 32: 0.1875 of every tensor), and the result loads too.
+    let out = tmp.path().join("wanda");
+    let report = prune_plain(&out, &["--method", "wanda", "--rate", "0.2"]);
+    assert_eq!(report["method"], serde_json::json!(["wanda"]));
+    let sparsity = report["sparsity"]["total"]["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.1875).abs() < 1e-9, "{sparsity}");
+    forward_runs(&out);
 }
 
 #[test]
@@ -269,4 +278,14 @@ fn pruned_text_model_loads_in_embed() {
         2,
     );
     assert!(line.contains("--importance norm"), "{line}");
+    // So is Wanda without calibration lines.
+    let line = fails_one_line(
+        kiln()
+            .args(["prune", "--method", "wanda", "--rate", "0.2", "--model"])
+            .arg(&model)
+            .arg("--out")
+            .arg(tmp.path().join("w")),
+        2,
+    );
+    assert!(line.contains("--data"), "{line}");
 }

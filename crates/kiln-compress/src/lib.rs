@@ -6,6 +6,8 @@
 //! - [`unstructured`]: magnitude pruning of the Linear weights per tensor or across the model
 //!   (PyTorch's `l1_unstructured` / `global_unstructured`) and a random baseline, with masks that
 //!   keep pruned weights at zero while fine-tuning, and a per-layer sparsity report;
+//! - [`wanda`]: activation-aware pruning (Wanda: `|w_ij| * ||x_j||` per output row), calibrated
+//!   by one forward pass that captures every Linear layer's input;
 //! - [`structured`]: removal of whole attention heads and feed-forward neurons that physically
 //!   shrinks the matrices ([`structured::shrink`]), by importance ([`importance`]: Michel et
 //!   al. 2019's gradient score, or weight norms);
@@ -34,6 +36,7 @@ pub mod quantize;
 pub mod structured;
 pub mod text;
 pub mod unstructured;
+pub mod wanda;
 
 pub use error::{CompressError, Result};
 pub use unstructured::LinearKind;

@@ -4,7 +4,7 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use kiln::{HostTensor, TransformerEncoder};
+use kiln::{EncoderInput, HostTensor, TransformerEncoder};
 use rand::{Rng, SeedableRng};
 
 use crate::distill::{finetune, mse_loss, FinetuneConfig, StepRecord};
@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::importance::{random_projection_loss, GradientImportance, Importance};
 use crate::metrics::Fidelity;
 use crate::unstructured::PruningMasks;
+use crate::wanda::ActivationNorms;
 
 /// Seeded random input batches `N(0, 1)` in the model's layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,25 @@ pub fn gradient_importance<B: AutodiffBackend>(
         progress();
     }
     Ok(acc.finish())
+}
+
+/// The calibration statistics of Wanda pruning ([`crate::wanda`]) over `batches` batches of
+/// `inputs` (one forward pass each, no gradients).
+pub fn activation_norms<B: Backend>(
+    encoder: &TransformerEncoder<B>,
+    inputs: &RandomInputs,
+    batches: usize,
+    mut progress: impl FnMut(),
+) -> Result<ActivationNorms> {
+    let device = device_of(encoder);
+    let mut norms = ActivationNorms::new(encoder);
+    for i in 0..batches.max(1) {
+        let input = EncoderInput::new(inputs.get(i, encoder, &device)).output_linear_inputs(true);
+        let out = encoder.run(input)?;
+        norms.accumulate(&out.linear_inputs.unwrap_or_default(), None)?;
+        progress();
+    }
+    Ok(norms)
 }
 
 /// Output token vectors of `encoder` on `batches` batches of `inputs`, as rows.

@@ -13,6 +13,7 @@ use crate::error::{CompressError, Result};
 use crate::importance::{random_projection_loss, GradientImportance, Importance};
 use crate::metrics::Fidelity;
 use crate::unstructured::PruningMasks;
+use crate::wanda::ActivationNorms;
 
 /// Michel et al.'s head and neuron importance of `encoder`'s layers over `texts`, with the
 /// label-free [`random_projection_loss`] of the sentence embeddings (one random direction per
@@ -39,6 +40,36 @@ pub fn gradient_importance<B: AutodiffBackend>(
         progress(chunk.len());
     }
     Ok(acc.finish())
+}
+
+/// The calibration statistics of Wanda pruning ([`crate::wanda`]): the norms of every Linear
+/// layer's input features over the real tokens of `texts` (one forward pass, no gradients).
+/// Calls `progress(n)` after each batch of `n` texts.
+pub fn activation_norms<B: burn::tensor::backend::Backend>(
+    encoder: &TextEncoder<B>,
+    texts: &[String],
+    batch_size: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<ActivationNorms> {
+    if texts.is_empty() {
+        return Err(CompressError::Invalid(
+            "wanda pruning needs calibration text lines (--data)".into(),
+        ));
+    }
+    let tokenized = encoder.tokenize(texts)?;
+    let mut norms = ActivationNorms::new(&encoder.model.encoder);
+    for chunk in tokenized.chunks(batch_size.max(1)) {
+        let batch = encoder.batch_tensors(chunk);
+        let out = encoder.model.forward(
+            batch.input_ids.clone(),
+            batch.token_type_ids.clone(),
+            &batch.lengths,
+            |input| input.output_linear_inputs(true),
+        )?;
+        norms.accumulate(&out.linear_inputs.unwrap_or_default(), Some(&batch.lengths))?;
+        progress(chunk.len());
+    }
+    Ok(norms)
 }
 
 /// Sentence embeddings of `texts` computed by `model` with `frame`'s tokenizer, batching,

@@ -116,6 +116,16 @@ impl PruningMasks {
         self.masks.iter().map(|m| m.mask.data.len()).sum()
     }
 
+    /// Zeroes the pruned weights of `encoder`, on the encoder's device.
+    pub fn prune<B: Backend>(&self, encoder: TransformerEncoder<B>) -> TransformerEncoder<B> {
+        let device = encoder
+            .layers
+            .first()
+            .map(|l| l.linear1.weight.device())
+            .unwrap_or_default();
+        self.apply(encoder, &device)
+    }
+
     /// The masks uploaded to `device`, ready to apply repeatedly.
     pub fn on_device<B: Backend>(&self, device: &B::Device) -> DeviceMasks<B> {
         DeviceMasks {
@@ -170,7 +180,7 @@ impl<B: Backend> ModuleMapper<B> for MaskMapper<'_, B> {
 }
 
 /// The prunable weights of `encoder`, copied to the host, in layer and state_dict order.
-fn prunable<B: Backend>(
+pub(crate) fn prunable<B: Backend>(
     encoder: &TransformerEncoder<B>,
 ) -> Vec<(usize, LinearKind, ParamId, HostTensor)> {
     let mut out = Vec::new();
@@ -184,12 +194,12 @@ fn prunable<B: Backend>(
 }
 
 /// PyTorch's count of weights to prune: Python's `round(rate * n)` (half to even).
-fn prune_count(rate: f64, n: usize) -> usize {
+pub(crate) fn prune_count(rate: f64, n: usize) -> usize {
     ((rate * n as f64).round_ties_even() as usize).min(n)
 }
 
 /// Indices of the `k` smallest `|values|`, ties to the lower index.
-fn smallest(values: &[f32], k: usize) -> Vec<usize> {
+pub(crate) fn smallest(values: &[f32], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     if k == 0 {
         return Vec::new();
@@ -268,13 +278,7 @@ pub fn prune_unstructured<B: Backend>(
     rate: f64,
 ) -> Result<(TransformerEncoder<B>, PruningMasks)> {
     let masks = unstructured_masks(&encoder, method, rate)?;
-    let device = encoder
-        .layers
-        .first()
-        .map(|l| l.linear1.weight.device())
-        .unwrap_or_default();
-    let pruned = masks.apply(encoder, &device);
-    Ok((pruned, masks))
+    Ok((masks.prune(encoder), masks))
 }
 
 /// Zeros in one tensor.

@@ -67,6 +67,9 @@ pub struct AttentionOutput<B: Backend> {
     pub output: Tensor<B, 3>,
     /// Per-head attention weights `[B, H, S, S]`, when asked for.
     pub weights: Option<Tensor<B, 4>>,
+    /// The input of `out_proj` (the heads' contexts side by side, `[B, S, H*Dh]`), when asked
+    /// for (activation-aware pruning reads it).
+    pub context: Option<Tensor<B, 3>>,
 }
 
 impl<B: Backend> MultiHeadAttention<B> {
@@ -75,9 +78,15 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// # Shapes
     /// - `x`: `[B, S, E]`
     /// - output: `[B, S, E]`; weights `[B, H, S, S]` (rows sum to 1, or 0 where every key is masked)
-    pub(crate) fn forward(&self, x: Tensor<B, 3>, bias: &AttentionBias<B>) -> AttentionOutput<B> {
+    /// - context (with `keep_context`): `[B, S, H*Dh]`
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        bias: &AttentionBias<B>,
+        keep_context: bool,
+    ) -> AttentionOutput<B> {
         if let AttentionPath::Packed = bias.path {
-            return self.forward_packed(x, bias);
+            return self.forward_packed(x, bias, keep_context);
         }
         let [batch, seq, _] = x.dims();
         let (h, dh) = (self.num_heads, self.head_dim);
@@ -123,6 +132,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         // [B, H, S, Dh] -> [B, S, H, Dh] -> [B, S, H*Dh]
         let context = context.swap_dims(1, 2).reshape([batch, seq, h * dh]);
         AttentionOutput {
+            context: keep_context.then(|| context.clone()),
             output: self.out_proj.forward(context),
             weights,
         }
@@ -134,8 +144,13 @@ impl<B: Backend> MultiHeadAttention<B> {
     ///
     /// # Shapes
     /// - `x`: `[1, N, E]`, `N = sum(lengths)`: sequence `i` is rows `offset_i..offset_i + len_i`
-    /// - output: `[1, N, E]`
-    fn forward_packed(&self, x: Tensor<B, 3>, bias: &AttentionBias<B>) -> AttentionOutput<B> {
+    /// - output: `[1, N, E]`; context (with `keep_context`): `[1, N, H*Dh]`
+    fn forward_packed(
+        &self,
+        x: Tensor<B, 3>,
+        bias: &AttentionBias<B>,
+        keep_context: bool,
+    ) -> AttentionOutput<B> {
         let (h, dh) = (self.num_heads, self.head_dim);
         // The projections run once over all real tokens: [1, N, 3*H*Dh].
         let qkv = self.in_proj.forward(x);
@@ -162,8 +177,10 @@ impl<B: Backend> MultiHeadAttention<B> {
             contexts.push(context);
             offset += len;
         }
+        let context = Tensor::cat(contexts, 1);
         AttentionOutput {
-            output: self.out_proj.forward(Tensor::cat(contexts, 1)),
+            context: keep_context.then(|| context.clone()),
+            output: self.out_proj.forward(context),
             weights: None,
         }
     }

@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 
 use crate::config::{LayerInit, TransformerEncoderConfig};
 use crate::error::{KilnError, Result};
-use crate::layer::TransformerEncoderLayer;
+use crate::layer::{LinearInputs, TransformerEncoderLayer};
 use crate::mask::{AttentionBias, AttentionPath, KeyPaddingMask, SrcMask};
 
 /// A stack of [`TransformerEncoderLayer`]s, the counterpart of `torch.nn.TransformerEncoder`
@@ -133,6 +133,9 @@ pub struct EncoderInput<B: Backend> {
     /// same outputs; padded positions get zeros (as in PyTorch's fast path) instead of values
     /// computed from padding. Costs one read of the mask from the device.
     pub pack_padding: bool,
+    /// Return the inputs of every layer's Linear layers ([`LinearInputs`], batch-first,
+    /// padding included); padding is then never packed.
+    pub output_linear_inputs: bool,
 }
 
 impl<B: Backend> EncoderInput<B> {
@@ -147,7 +150,13 @@ impl<B: Backend> EncoderInput<B> {
             output_hidden_states: false,
             check_finite: false,
             pack_padding: false,
+            output_linear_inputs: false,
         }
+    }
+    /// Asks for the inputs of every layer's Linear layers.
+    pub fn output_linear_inputs(mut self, yes: bool) -> Self {
+        self.output_linear_inputs = yes;
+        self
     }
     /// Skips padding (see [`EncoderInput::pack_padding`](Self#structfield.pack_padding)).
     pub fn pack_padding(mut self, yes: bool) -> Self {
@@ -196,6 +205,8 @@ pub struct EncoderOutput<B: Backend> {
     pub attentions: Option<Vec<Tensor<B, 4>>>,
     /// Per layer, its output in the input's layout (before the final norm), when asked for.
     pub hidden_states: Option<Vec<Tensor<B, 3>>>,
+    /// Per layer, the inputs of its Linear layers (batch-first `[B, S, ·]`), when asked for.
+    pub linear_inputs: Option<Vec<LinearInputs<B>>>,
 }
 
 impl<B: Backend> TransformerEncoder<B> {
@@ -251,7 +262,11 @@ impl<B: Backend> TransformerEncoder<B> {
         if input.check_finite {
             ensure_finite(&input.src, "src")?;
         }
-        if input.pack_padding && !input.need_weights && input.src_mask.is_none() {
+        if input.pack_padding
+            && !input.need_weights
+            && !input.output_linear_inputs
+            && input.src_mask.is_none()
+        {
             let lengths = input
                 .src_key_padding_mask
                 .as_ref()
@@ -284,10 +299,15 @@ impl<B: Backend> TransformerEncoder<B> {
         let mut x = to_batch_first(input.src, batch_first);
         let mut attentions = input.need_weights.then(Vec::new);
         let mut hidden_states = input.output_hidden_states.then(Vec::new);
+        let mut linear_inputs = input.output_linear_inputs.then(Vec::new);
         for layer in &self.layers {
-            let (y, weights) = layer.forward_batch_first(x, &bias);
-            if let (Some(all), Some(w)) = (attentions.as_mut(), weights) {
+            let out = layer.forward_batch_first(x, &bias, input.output_linear_inputs);
+            let y = out.output;
+            if let (Some(all), Some(w)) = (attentions.as_mut(), out.weights) {
                 all.push(w);
+            }
+            if let (Some(all), Some(inputs)) = (linear_inputs.as_mut(), out.linear_inputs) {
+                all.push(inputs);
             }
             if let Some(all) = hidden_states.as_mut() {
                 all.push(to_batch_first(y.clone(), batch_first));
@@ -301,6 +321,7 @@ impl<B: Backend> TransformerEncoder<B> {
             output: to_batch_first(x, batch_first),
             attentions,
             hidden_states,
+            linear_inputs,
         })
     }
 
@@ -323,6 +344,7 @@ impl<B: Backend> TransformerEncoder<B> {
                 output: to_batch_first(zeros, batch_first),
                 attentions: None,
                 hidden_states: input.output_hidden_states.then(|| vec![]),
+                linear_inputs: None,
             };
         }
         let bias = AttentionBias::packed(lengths.clone(), input.is_causal);
@@ -348,7 +370,7 @@ impl<B: Backend> TransformerEncoder<B> {
         let mut x = Tensor::cat(pieces, 1);
         let mut hidden_states = input.output_hidden_states.then(Vec::new);
         for layer in &self.layers {
-            let (y, _) = layer.forward_batch_first(x, &bias);
+            let y = layer.forward_batch_first(x, &bias, false).output;
             if let Some(all) = hidden_states.as_mut() {
                 all.push(unpack(y.clone()));
             }
@@ -361,6 +383,7 @@ impl<B: Backend> TransformerEncoder<B> {
             output: unpack(x),
             attentions: None,
             hidden_states,
+            linear_inputs: None,
         }
     }
 

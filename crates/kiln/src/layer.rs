@@ -6,7 +6,7 @@ use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::attention::MultiHeadAttention;
+use crate::attention::{AttentionOutput, MultiHeadAttention};
 use crate::config::{Activation, TransformerEncoderLayerConfig};
 use crate::encoder::{check_src, to_batch_first};
 use crate::error::Result;
@@ -106,11 +106,12 @@ impl<B: Backend> TransformerEncoderLayer<B> {
             &src.device(),
         )?;
         let x = to_batch_first(src, self.batch_first);
-        let (y, _) = self.forward_batch_first(x, &bias);
+        let y = self.forward_batch_first(x, &bias, false).output;
         Ok(to_batch_first(y, self.batch_first))
     }
 
-    /// The layer on a batch-first input with prepared masks.
+    /// The layer on a batch-first input with prepared masks; with `capture`, also the inputs of
+    /// its four Linear layers.
     ///
     /// # Shapes
     /// - `x`: `[B, S, E]`; output `[B, S, E]`, weights `[B, H, S, S]` on the explicit path
@@ -118,28 +119,86 @@ impl<B: Backend> TransformerEncoderLayer<B> {
         &self,
         x: Tensor<B, 3>,
         bias: &AttentionBias<B>,
-    ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        if self.norm_first {
-            let attn = self.self_attn.forward(self.norm1.forward(x.clone()), bias);
-            let x = x + self.dropout1.forward(attn.output);
-            let x = x.clone() + self.feed_forward(self.norm2.forward(x));
-            (x, attn.weights)
+        capture: bool,
+    ) -> LayerOutput<B> {
+        // `attn_input` is the input of in_proj, `ff_input` that of linear1.
+        let (attn_input, residual) = if self.norm_first {
+            (self.norm1.forward(x.clone()), x)
         } else {
-            let attn = self.self_attn.forward(x.clone(), bias);
-            let x = self.norm1.forward(x + self.dropout1.forward(attn.output));
-            let x = self.norm2.forward(x.clone() + self.feed_forward(x));
-            (x, attn.weights)
+            (x.clone(), x)
+        };
+        let kept_attn_input = capture.then(|| attn_input.clone());
+        let AttentionOutput {
+            output: attn_output,
+            weights,
+            context,
+        } = self.self_attn.forward(attn_input, bias, capture);
+        let attn_output = self.dropout1.forward(attn_output);
+        let (output, ff_input, hidden) = if self.norm_first {
+            // x = x + sa(norm1(x)); x = x + ff(norm2(x))
+            let x = residual + attn_output;
+            let ff_input = self.norm2.forward(x.clone());
+            let (ff, hidden) = self.feed_forward(ff_input.clone(), capture);
+            (x + ff, ff_input, hidden)
+        } else {
+            // x = norm1(x + sa(x)); x = norm2(x + ff(x))
+            let ff_input = self.norm1.forward(residual + attn_output);
+            let (ff, hidden) = self.feed_forward(ff_input.clone(), capture);
+            (self.norm2.forward(ff_input.clone() + ff), ff_input, hidden)
+        };
+        let linear_inputs = match (kept_attn_input, context, hidden) {
+            (Some(in_proj), Some(out_proj), Some(linear2)) => Some(LinearInputs {
+                in_proj,
+                out_proj,
+                linear1: ff_input,
+                linear2,
+            }),
+            _ => None,
+        };
+        LayerOutput {
+            output,
+            weights,
+            linear_inputs,
         }
     }
 
-    /// `dropout2(linear2(dropout(activation(linear1(x)))))`.
-    fn feed_forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// `dropout2(linear2(dropout(activation(linear1(x)))))`, and with `capture` the input of
+    /// `linear2` (`[B, S, F]`).
+    fn feed_forward(&self, x: Tensor<B, 3>, capture: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let hidden = self.linear1.forward(x);
         let hidden = match self.activation {
             Activation::Relu => relu(hidden),
             Activation::Gelu => gelu(hidden),
         };
-        let out = self.linear2.forward(self.dropout.forward(hidden));
-        self.dropout2.forward(out)
+        let hidden = self.dropout.forward(hidden);
+        let kept = capture.then(|| hidden.clone());
+        let out = self.linear2.forward(hidden);
+        (self.dropout2.forward(out), kept)
     }
+}
+
+/// What one layer's forward pass returns.
+pub(crate) struct LayerOutput<B: Backend> {
+    /// `[B, S, E]`.
+    pub output: Tensor<B, 3>,
+    /// `[B, H, S, S]`, on the explicit attention path.
+    pub weights: Option<Tensor<B, 4>>,
+    /// The Linear layers' inputs, when captured.
+    pub linear_inputs: Option<LinearInputs<B>>,
+}
+
+/// The inputs of one layer's four Linear layers, as one forward pass saw them: what
+/// activation-aware pruning (Wanda: `|W_ij| * ||X_j||`) and layer-wise reconstruction read.
+/// Batch-first, padding positions included (callers mask them out).
+#[derive(Debug, Clone)]
+pub struct LinearInputs<B: Backend> {
+    /// Input of `self_attn.in_proj` `[B, S, E]`: the layer input (post-norm) or `norm1` of it
+    /// (pre-norm).
+    pub in_proj: Tensor<B, 3>,
+    /// Input of `self_attn.out_proj` `[B, S, H*Dh]`: the heads' contexts side by side.
+    pub out_proj: Tensor<B, 3>,
+    /// Input of `linear1` `[B, S, E]`: `norm1(x + sa(x))` (post-norm) or `norm2(x)` (pre-norm).
+    pub linear1: Tensor<B, 3>,
+    /// Input of `linear2` `[B, S, F]`: the activation's output.
+    pub linear2: Tensor<B, 3>,
 }
