@@ -36,12 +36,15 @@ run magnitude-20-distilled prune "${common[@]}" --method magnitude --rate 0.2 --
 run heads-ffn-30-norm prune "${common[@]}" --method heads,ffn --rate 0.3 --importance norm
 run heads-ffn-30-gradient prune "${common[@]}" --method heads,ffn --rate 0.3 --importance gradient
 run heads-ffn-30-distilled prune "${common[@]}" --method heads,ffn --rate 0.3 --importance gradient --finetune-steps "$steps" --lr 1e-4
+run heads-ffn-30-activation prune "${common[@]}" --method heads,ffn --rate 0.3 --importance activation
+run heads-ffn-30-reconstructed prune "${common[@]}" --method heads,ffn --rate 0.3 --importance activation --reconstruct
+run heads-ffn-30-reconstructed-distilled prune "${common[@]}" --method heads,ffn --rate 0.3 --importance activation --reconstruct --finetune-steps "$steps" --lr 2e-5
 run int8 quantize --model "$model" --backend flex --heldout "$data/fortunes_heldout.txt" --json
 
 # Speed: the same 1,000 lines through the original and the shrunk model, alternating, 3 rounds.
 tail -n 1000 "$data/fortunes_train.txt" >"$out/speed_lines.txt"
 for round in 1 2 3; do
-  for m in "$model" "$out/heads-ffn-30-distilled"; do
+  for m in "$model" "$out/heads-ffn-30-reconstructed-distilled"; do
     "$kiln" embed --model "$m" --backend flex --input-file "$out/speed_lines.txt" \
       --output "$out/speed.npy" --json | python3 -c "import json,sys; print('$m', json.load(sys.stdin)['texts_per_second'])"
   done
@@ -55,7 +58,8 @@ def fid(f):
 print("| model | params | file MB | heads | FFN | held-out cosine mean / min / Spearman | after distillation |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for name in ["magnitude-20", "global-magnitude-20", "random-20", "wanda-20", "magnitude-20-distilled",
-             "heads-ffn-30-norm", "heads-ffn-30-gradient", "heads-ffn-30-distilled"]:
+             "heads-ffn-30-norm", "heads-ffn-30-gradient", "heads-ffn-30-distilled",
+             "heads-ffn-30-activation", "heads-ffn-30-reconstructed", "heads-ffn-30-reconstructed-distilled"]:
     r = json.loads((out / f"{name}.json").read_text())
     size = (out / name / "model.safetensors").stat().st_size / 1e6
     sp = r["sparsity"]["total"]["sparsity"]

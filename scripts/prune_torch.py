@@ -16,12 +16,15 @@ Needs torch, sentence-transformers and scipy (not needed by CI).
 import argparse
 import copy
 import json
+import pathlib
+import sys
 
-import numpy as np
 import torch
 import torch.nn.utils.prune as prune
-from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "lib"))
+from fidelity import Fidelity, read_lines  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--rate", type=float, default=0.2)
@@ -32,26 +35,10 @@ p.add_argument("--batch-size", type=int, default=16)
 args = p.parse_args()
 torch.set_num_threads(2)
 
-calibration = [l.rstrip("\n") for l in open(args.calibration) if l.strip()]
-heldout = [l.rstrip("\n") for l in open(args.heldout) if l.strip()]
+calibration = read_lines(args.calibration)
+heldout = read_lines(args.heldout)
 base = SentenceTransformer(args.model, device="cpu")
-
-
-def embed(model):
-    return model.encode(heldout, batch_size=32, convert_to_tensor=True, normalize_embeddings=True)
-
-
-reference = embed(base)
-pairs = np.triu_indices(len(heldout), 1)
-reference_sims = (reference @ reference.T).numpy()[pairs]
-
-
-def fidelity(model):
-    got = embed(model)
-    cos = (got * reference).sum(1)
-    sims = (got @ got.T).numpy()[pairs]
-    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()),
-            "spearman": float(spearmanr(reference_sims, sims).correlation)}
+fidelity = Fidelity(base, heldout)
 
 
 def linears(model):

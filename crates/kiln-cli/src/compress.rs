@@ -10,10 +10,12 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln::{TransformerEncoder, TransformerEncoderConfig};
+use kiln_compress::calibration::CalibrationBatch;
 use kiln_compress::distill::{FinetuneConfig, StepRecord};
-use kiln_compress::importance::{weight_norm_importance, Importance};
+use kiln_compress::importance::{activation_importance, weight_norm_importance, Importance};
 use kiln_compress::metrics::Fidelity;
 use kiln_compress::plain::RandomInputs;
+use kiln_compress::reconstruct::{reconstruct, LinearFit, ReconstructConfig};
 use kiln_compress::structured::{shrink, StructurePlan};
 use kiln_compress::unstructured::{
     prune_unstructured, sparsity_report, PruningMasks, UnstructuredMethod,
@@ -89,6 +91,9 @@ pub enum PruneMethod {
 pub enum ImportanceChoice {
     /// Michel et al. 2019: |dL/d gate| from gradients on data (text: --data; plain: random inputs).
     Gradient,
+    /// Activation-aware (text: --data; plain: random inputs): a head by the norm of what it
+    /// adds to the attention output, a neuron by ||activation|| * ||outgoing weights||.
+    Activation,
     /// Weight norms, no data.
     Norm,
 }
@@ -112,6 +117,13 @@ pub struct PruneArgs {
     /// Plain encoders: random batches for gradient importance and wanda's calibration.
     #[arg(long, default_value_t = 8)]
     pub importance_batches: usize,
+    /// heads/ffn: refit each layer's out_proj and linear2 by least squares so the shrunk layers
+    /// reproduce the original ones on --data (text) or random inputs (plain); no gradient steps.
+    #[arg(long)]
+    pub reconstruct: bool,
+    /// Ridge factor of --reconstruct, relative to the mean diagonal of X^T X.
+    #[arg(long, default_value_t = 1e-3)]
+    pub ridge: f64,
     /// Distillation steps after pruning (0: none). Text models need --data.
     #[arg(long, default_value_t = 0)]
     pub finetune_steps: usize,
@@ -250,6 +262,8 @@ struct Outcome {
     importance: Option<Importance>,
     before_finetune: Option<Fidelity>,
     steps: Vec<StepRecord>,
+    /// `--reconstruct`: per refit Linear, the block's mean squared error before and after.
+    reconstruction: Value,
 }
 
 pub fn run_prune(args: &PruneArgs) -> Result<()> {
@@ -270,6 +284,14 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
             "--method: give one unstructured method (magnitude, global-magnitude, random, wanda) or heads and/or ffn",
         ));
     }
+    if args.reconstruct && !structured {
+        return Err(usage(
+            "--reconstruct refits a model whose heads or neurons were removed: use it with --method heads and/or ffn",
+        ));
+    }
+    if !(args.ridge >= 0.0 && args.ridge.is_finite()) {
+        return Err(usage(format!("--ridge {}: must be >= 0", args.ridge)));
+    }
     for (flag, rate) in [("--rate", Some(args.rate)), ("--ffn-rate", args.ffn_rate)] {
         if let Some(rate) = rate {
             if !(0.0..1.0).contains(&rate) {
@@ -288,10 +310,13 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
                 "--method wanda needs --data (calibration text lines)",
             ));
         }
-        if structured && args.importance == ImportanceChoice::Gradient {
+        if structured && args.importance != ImportanceChoice::Norm {
             return Err(usage(
-                "--importance gradient needs --data (text lines); or use --importance norm",
+                "--importance gradient/activation needs --data (text lines); or use --importance norm",
             ));
+        }
+        if args.reconstruct {
+            return Err(usage("--reconstruct needs --data (calibration text lines)"));
         }
     }
     let selection = select(source.backend)?;
@@ -321,6 +346,7 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
         "layer_dim_feedforward": outcome.widths,
         "sparsity": outcome.sparsity,
         "head_importance": outcome.importance.as_ref().map(|i| &i.heads),
+        "reconstruction": outcome.reconstruction,
         "fidelity_before_finetune": fidelity_json(&outcome.before_finetune),
         "fidelity_after_finetune": if args.finetune_steps > 0 { fidelity_json(&after) } else { Value::Null },
         "finetune_steps": outcome.steps.iter().filter(|r| r.step > 0).map(|r| json!({"step": r.step, "loss": r.loss, "eval": r.eval})).collect::<Vec<_>>(),
@@ -400,11 +426,36 @@ fn unstructured_method(method: PruneMethod, seed: u64) -> UnstructuredMethod {
     }
 }
 
-/// How the data-dependent scores are computed: Michel et al.'s gradient importance (heads,
-/// ffn) and Wanda's activation norms (wanda).
-struct Scorers<G, A> {
-    gradient: G,
-    activations: A,
+/// The data-dependent steps, computed on demand: Michel et al.'s gradient importance of the
+/// model being pruned, and, from the original model on calibration data, Wanda's activation
+/// norms, activation importance and the layer-wise reconstruction of a shrunk copy.
+struct Scorers<'a, B: AutodiffBackend> {
+    gradient: GradientStep<'a, B>,
+    norms: Lazy<'a, ActivationNorms>,
+    activation: Lazy<'a, Importance>,
+    reconstruct: Step<'a, TransformerEncoder<B::InnerBackend>, Vec<LinearFit>>,
+}
+
+/// A data-dependent step of [`Scorers`] on one input, run at most once.
+type Step<'a, In, Out> = Box<dyn FnOnce(In) -> kiln_compress::Result<Out> + 'a>;
+/// Gradient importance of the model being pruned.
+type GradientStep<'a, B> =
+    Box<dyn FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<Importance> + 'a>;
+/// A data-dependent step of [`Scorers`] that needs no input, run at most once.
+type Lazy<'a, Out> = Box<dyn FnOnce() -> kiln_compress::Result<Out> + 'a>;
+
+/// `kiln_compress::reconstruct` under a progress bar.
+fn reconstruct_with_progress<B: Backend>(
+    args: &PruneArgs,
+    teacher: &TransformerEncoder<B>,
+    student: TransformerEncoder<B>,
+    batches: &[CalibrationBatch<B>],
+) -> kiln_compress::Result<Vec<LinearFit>> {
+    let bar = bar(2 * student.layers.len() as u64, "blocks (reconstruction)");
+    let config = ReconstructConfig { ridge: args.ridge };
+    let result = reconstruct(teacher, student, batches, &config, |_, _| bar.inc(1));
+    bar.finish_and_clear();
+    Ok(result?.1)
 }
 
 fn shape_of<B: Backend>(encoder: &TransformerEncoder<B>) -> (Vec<usize>, Vec<usize>) {
@@ -428,15 +479,13 @@ struct Pruned<B: Backend> {
     encoder: TransformerEncoder<B>,
     masks: Option<PruningMasks>,
     importance: Option<Importance>,
+    fits: Vec<LinearFit>,
 }
 
-fn prune_encoder<B: Backend>(
+fn prune_encoder<B: AutodiffBackend>(
     args: &PruneArgs,
     encoder: TransformerEncoder<B>,
-    scorers: Scorers<
-        impl FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<Importance>,
-        impl FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<ActivationNorms>,
-    >,
+    scorers: Scorers<'_, B>,
 ) -> Result<Pruned<B>> {
     if let Some(&method) = args
         .method
@@ -444,7 +493,7 @@ fn prune_encoder<B: Backend>(
         .find(|m| !matches!(m, PruneMethod::Heads | PruneMethod::Ffn))
     {
         let (encoder, masks) = if method == PruneMethod::Wanda {
-            let norms = (scorers.activations)(&encoder)?;
+            let norms = (scorers.norms)()?;
             prune_wanda(encoder, &norms, args.rate)?
         } else {
             let method = unstructured_method(method, args.source.seed);
@@ -454,17 +503,30 @@ fn prune_encoder<B: Backend>(
             encoder,
             masks: Some(masks),
             importance: None,
+            fits: Vec::new(),
         });
     }
     let scores = match args.importance {
         ImportanceChoice::Norm => weight_norm_importance(&encoder),
         ImportanceChoice::Gradient => (scorers.gradient)(&encoder)?,
+        ImportanceChoice::Activation => (scorers.activation)()?,
     };
     let plan = structure_plan(args, &encoder, &scores)?;
+    let mut encoder = shrink(encoder, &plan)?;
+    let fits = if args.reconstruct {
+        let fits = (scorers.reconstruct)(encoder.valid())?;
+        for fit in &fits {
+            fit.apply(&mut encoder)?;
+        }
+        fits
+    } else {
+        Vec::new()
+    };
     Ok(Pruned {
-        encoder: shrink(encoder, &plan)?,
+        encoder,
         masks: None,
         importance: Some(scores),
+        fits,
     })
 }
 
@@ -506,7 +568,24 @@ impl Outcome {
             importance,
             before_finetune,
             steps,
+            reconstruction: Value::Null,
         }
+    }
+
+    fn with_fits(mut self, fits: &[LinearFit]) -> Self {
+        if !fits.is_empty() {
+            self.reconstruction = fits
+                .iter()
+                .map(|f| {
+                    json!({
+                        "weight": format!("layers.{}.{}", f.layer, f.kind.torch_name()),
+                        "mse_before": f.mse[0],
+                        "mse_after": f.mse[1],
+                    })
+                })
+                .collect();
+        }
+        self
     }
 }
 
@@ -523,8 +602,9 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
     let (train, heldout) = text_data(source)?;
     let params_before = burn::module::Module::num_params(&student.model);
 
+    let calibration = || text::calibration_batches(&teacher, &train, source.batch_size);
     let scorers = Scorers {
-        gradient: |_: &TransformerEncoder<B>| {
+        gradient: Box::new(|_: &TransformerEncoder<B>| {
             let bar = bar(train.len() as u64, "texts (importance)");
             let scores =
                 text::gradient_importance(&student, &train, source.batch_size, source.seed, |n| {
@@ -532,14 +612,24 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
                 });
             bar.finish_and_clear();
             scores
-        },
-        activations: |_: &TransformerEncoder<B>| {
+        }),
+        norms: Box::new(|| {
             let bar = bar(train.len() as u64, "texts (calibration)");
             let norms =
                 text::activation_norms(&teacher, &train, source.batch_size, |n| bar.inc(n as u64));
             bar.finish_and_clear();
             norms
-        },
+        }),
+        activation: Box::new(|| {
+            let batches = calibration()?;
+            let bar = bar(batches.len() as u64, "batches (importance)");
+            let scores = activation_importance(&teacher.model.encoder, &batches, || bar.inc(1));
+            bar.finish_and_clear();
+            scores
+        }),
+        reconstruct: Box::new(|shrunk| {
+            reconstruct_with_progress(args, &teacher.model.encoder, shrunk, &calibration()?)
+        }),
     };
     let pruned = prune_encoder(args, student.model.encoder.clone(), scorers)?;
     student.model.encoder = pruned.encoder;
@@ -571,7 +661,8 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
         pruned.importance,
         before_finetune,
         steps,
-    ))
+    )
+    .with_fits(&pruned.fits))
 }
 
 fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Result<Outcome> {
@@ -594,21 +685,32 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
     };
     let heldout_batches = 4;
 
+    let calibration = || plain::calibration_batches(&teacher, &train, args.importance_batches);
     let scorers = Scorers {
-        gradient: |student: &TransformerEncoder<B>| {
+        gradient: Box::new(|student: &TransformerEncoder<B>| {
             let bar = bar(args.importance_batches as u64, "batches (importance)");
             let scores =
                 plain::gradient_importance(student, &train, args.importance_batches, || bar.inc(1));
             bar.finish_and_clear();
             scores
-        },
-        activations: |_: &TransformerEncoder<B>| {
+        }),
+        norms: Box::new(|| {
             let bar = bar(args.importance_batches as u64, "batches (calibration)");
             let norms =
                 plain::activation_norms(&teacher, &train, args.importance_batches, || bar.inc(1));
             bar.finish_and_clear();
             norms
-        },
+        }),
+        activation: Box::new(|| {
+            let batches = calibration();
+            let bar = bar(batches.len() as u64, "batches (importance)");
+            let scores = activation_importance(&teacher, &batches, || bar.inc(1));
+            bar.finish_and_clear();
+            scores
+        }),
+        reconstruct: Box::new(|shrunk| {
+            reconstruct_with_progress(args, &teacher, shrunk, &calibration())
+        }),
     };
     let pruned = prune_encoder(args, student, scorers)?;
     let student = pruned.encoder;
@@ -641,7 +743,8 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
         pruned.importance,
         before_finetune,
         steps,
-    ))
+    )
+    .with_fits(&pruned.fits))
 }
 
 pub fn run_quantize(args: &QuantizeArgs) -> Result<()> {

@@ -100,6 +100,43 @@ fn heads_and_ffn_pruning_shrinks_a_plain_encoder_that_forward_loads() {
     assert_eq!(config["layer_dim_feedforward"], serde_json::json!([16, 16]));
     assert!(out.join("kiln_compression.json").is_file());
     forward_runs(&out);
+
+    // Activation importance and least-squares reconstruction: every refit block's error drops,
+    // the shrunk model is closer to the original than without the refit, and it loads.
+    let fidelity = |report: &Value| {
+        report["fidelity_before_finetune"]["mean_cosine"]
+            .as_f64()
+            .unwrap()
+    };
+    let args = [
+        "--method",
+        "heads,ffn",
+        "--rate",
+        "0.5",
+        "--importance",
+        "activation",
+    ];
+    let plain_shrink = prune_plain(&tmp.path().join("activation"), &args);
+    assert!(plain_shrink["reconstruction"].is_null());
+    let out = tmp.path().join("reconstructed");
+    let report = prune_plain(&out, &[&args[..], &["--reconstruct"]].concat());
+    assert_eq!(report["importance"], "activation");
+    let fits = report["reconstruction"].as_array().unwrap();
+    assert_eq!(fits.len(), 4, "{report}");
+    assert_eq!(fits[1]["weight"], "layers.0.linear2.weight");
+    for fit in fits {
+        assert!(
+            fit["mse_after"].as_f64().unwrap() < fit["mse_before"].as_f64().unwrap(),
+            "{fit}"
+        );
+    }
+    assert!(
+        fidelity(&report) > fidelity(&plain_shrink),
+        "{} vs {}",
+        fidelity(&report),
+        fidelity(&plain_shrink)
+    );
+    forward_runs(&out);
 }
 
 #[test]
@@ -184,6 +221,14 @@ fn bad_prune_calls_are_refused_with_one_line() {
         2,
     );
     assert!(line.contains("--method"), "{line}");
+    let line = fails_one_line(
+        base(&tmp.path().join("z")).args(["--rate", "0.2", "--reconstruct"]),
+        2,
+    );
+    assert!(
+        line.contains("--reconstruct") && line.contains("heads"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -288,4 +333,23 @@ fn pruned_text_model_loads_in_embed() {
         2,
     );
     assert!(line.contains("--data"), "{line}");
+    let line = fails_one_line(
+        kiln()
+            .args([
+                "prune",
+                "--method",
+                "ffn",
+                "--rate",
+                "0.2",
+                "--importance",
+                "norm",
+            ])
+            .arg("--reconstruct")
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(tmp.path().join("r")),
+        2,
+    );
+    assert!(line.contains("--reconstruct needs --data"), "{line}");
 }

@@ -7,12 +7,22 @@
 //!   the score comes from ordinary parameter gradients, no gates in the forward pass. The same
 //!   holds for neuron `j` of the feed-forward block (row `j` of `linear2`). The absolute value
 //!   is taken per batch, then averaged over batches.
+//! - [`activation_importance`]: from one forward pass over calibration data, no gradients: a
+//!   head's score is the size of what it adds to the attention output,
+//!   `sqrt(Σ_t ‖c_{t,h} W_o[h]‖²)` (its context times its `out_proj` rows, over real tokens);
+//!   a neuron's is `‖h_j‖ · ‖linear2[j, :]‖` (its activation norm times its outgoing weights,
+//!   Wanda's score at the neuron level). With layer-wise reconstruction this keeps more of the
+//!   model than the gradient score (docs/compression.md).
 //! - [`weight_norm_importance`]: no data needed: a head's score is the L2 norm of its q, k, v
 //!   and output weights; a neuron's is `‖linear1[:, j]‖ · ‖linear2[j, :]‖`.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use kiln::{HostTensor, TransformerEncoder};
+
+use crate::calibration::{capture, CalibrationBatch};
+use crate::error::Result;
+use crate::wanda::token_mask;
 use serde::Serialize;
 
 /// Scores per layer: one per head, one per feed-forward neuron (higher = more important).
@@ -115,6 +125,88 @@ impl GradientImportance {
             neurons: mean(self.neurons),
         }
     }
+}
+
+/// Activation importance (see the module docs) of `encoder` over calibration `batches`.
+pub fn activation_importance<B: Backend>(
+    encoder: &TransformerEncoder<B>,
+    batches: &[CalibrationBatch<B>],
+    mut progress: impl FnMut(),
+) -> Result<Importance> {
+    let mut heads: Vec<Vec<f64>> = encoder
+        .layers
+        .iter()
+        .map(|l| vec![0.0; l.self_attn.num_heads])
+        .collect();
+    let mut neurons: Vec<Vec<f64>> = encoder
+        .layers
+        .iter()
+        .map(|l| vec![0.0; l.linear2.weight.dims()[0]])
+        .collect();
+    for batch in batches {
+        let out = capture(encoder, batch)?;
+        for (i, (layer, captured)) in encoder
+            .layers
+            .iter()
+            .zip(out.linear_inputs.as_ref().expect("asked for"))
+            .enumerate()
+        {
+            let attn = &layer.self_attn;
+            let (h, dh) = (attn.num_heads, attn.head_dim);
+            let [b, s, _] = captured.out_proj.dims();
+            let (keep, _) =
+                token_mask::<B>(batch.lengths.as_deref(), b, s, &captured.out_proj.device());
+            // [B, S, H*Dh] -> [B*S, H, Dh] -> [H, B*S, Dh]
+            let context = (captured.out_proj.clone() * keep.clone())
+                .reshape([b * s, h, dh])
+                .swap_dims(0, 1);
+            // out_proj [H*Dh, E] -> [H, Dh, E]; [H, B*S, Dh] x [H, Dh, E] -> [H, B*S, E] -> [H]
+            let e = attn.out_proj.weight.dims()[1];
+            let w = attn.out_proj.weight.val().reshape([h, dh, e]);
+            let per_head = context
+                .matmul(w)
+                .powi_scalar(2)
+                .sum_dim(2)
+                .sum_dim(1)
+                .reshape([h]);
+            for (acc, v) in heads[i].iter_mut().zip(to_vec(per_head)) {
+                *acc += f64::from(v);
+            }
+            // [B, S, F] -> [F]
+            let f = captured.linear2.dims()[2];
+            let per_neuron = (captured.linear2.clone() * keep)
+                .powi_scalar(2)
+                .sum_dim(0)
+                .sum_dim(1)
+                .reshape([f]);
+            for (acc, v) in neurons[i].iter_mut().zip(to_vec(per_neuron)) {
+                *acc += f64::from(v);
+            }
+        }
+        progress();
+    }
+    let neurons = encoder
+        .layers
+        .iter()
+        .zip(neurons)
+        .map(|(layer, sums)| {
+            // ‖linear2[j, :]‖ per neuron: [F, E] -> [F]
+            let f = sums.len();
+            let w = layer.linear2.weight.val();
+            let out_norms = to_vec(w.powi_scalar(2).sum_dim(1).sqrt().reshape([f]));
+            sums.iter()
+                .zip(out_norms)
+                .map(|(s, n)| (s.sqrt() as f32) * n)
+                .collect()
+        })
+        .collect();
+    Ok(Importance {
+        heads: heads
+            .into_iter()
+            .map(|l| l.into_iter().map(|v| v.sqrt() as f32).collect())
+            .collect(),
+        neurons,
+    })
 }
 
 /// Weight-norm importance (no data): heads by the L2 norm of their q, k, v columns and

@@ -11,6 +11,8 @@
 //! - [`structured`]: removal of whole attention heads and feed-forward neurons that physically
 //!   shrinks the matrices ([`structured::shrink`]), by importance ([`importance`]: Michel et
 //!   al. 2019's gradient score, or weight norms);
+//! - [`reconstruct`]: after structured pruning, a layer-by-layer least-squares refit of `out_proj`
+//!   and `linear2` so the shrunk layers reproduce the original ones on [`calibration`] data;
 //! - [`distill`]: fine-tuning to recover by knowledge distillation from the unpruned teacher,
 //!   with burn autodiff and AdamW;
 //! - [`quantize`]: post-training int8 quantization of the Linear weights through burn;
@@ -27,12 +29,14 @@
 //! # Ok::<(), kiln_compress::CompressError>(())
 //! ```
 
+pub mod calibration;
 pub mod distill;
 pub mod error;
 pub mod importance;
 pub mod metrics;
 pub mod plain;
 pub mod quantize;
+pub mod reconstruct;
 pub mod structured;
 pub mod text;
 pub mod unstructured;

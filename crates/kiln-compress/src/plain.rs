@@ -7,6 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use kiln::{EncoderInput, HostTensor, TransformerEncoder};
 use rand::{Rng, SeedableRng};
 
+use crate::calibration::CalibrationBatch;
 use crate::distill::{finetune, mse_loss, FinetuneConfig, StepRecord};
 use crate::error::Result;
 use crate::importance::{random_projection_loss, GradientImportance, Importance};
@@ -89,6 +90,21 @@ pub fn activation_norms<B: Backend>(
         progress();
     }
     Ok(norms)
+}
+
+/// `batches` batches of `inputs` as calibration data (no padding).
+pub fn calibration_batches<B: Backend>(
+    encoder: &TransformerEncoder<B>,
+    inputs: &RandomInputs,
+    batches: usize,
+) -> Vec<CalibrationBatch<B>> {
+    let device = device_of(encoder);
+    (0..batches.max(1))
+        .map(|i| CalibrationBatch {
+            src: inputs.get(i, encoder, &device),
+            lengths: None,
+        })
+        .collect()
 }
 
 /// Output token vectors of `encoder` on `batches` batches of `inputs`, as rows.

@@ -8,6 +8,7 @@ use kiln_text::{BertModel, TextEncoder, TokenizedText};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use crate::calibration::CalibrationBatch;
 use crate::distill::{cosine_loss, finetune, FinetuneConfig, StepRecord};
 use crate::error::{CompressError, Result};
 use crate::importance::{random_projection_loss, GradientImportance, Importance};
@@ -70,6 +71,35 @@ pub fn activation_norms<B: burn::tensor::backend::Backend>(
         progress(chunk.len());
     }
     Ok(norms)
+}
+
+/// Calibration batches of `texts` for `encoder`'s layers: the embedding outputs of batches
+/// of `batch_size` texts, with their lengths (for activation importance and reconstruction,
+/// which run the encoder layers only).
+pub fn calibration_batches<B: burn::tensor::backend::Backend>(
+    encoder: &TextEncoder<B>,
+    texts: &[String],
+    batch_size: usize,
+) -> Result<Vec<CalibrationBatch<B>>> {
+    if texts.is_empty() {
+        return Err(CompressError::Invalid(
+            "calibration needs text lines (--data)".into(),
+        ));
+    }
+    let tokenized = encoder.tokenize(texts)?;
+    Ok(tokenized
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            let batch = encoder.batch_tensors(chunk);
+            CalibrationBatch {
+                src: encoder
+                    .model
+                    .embeddings
+                    .forward(batch.input_ids, batch.token_type_ids),
+                lengths: Some(batch.lengths),
+            }
+        })
+        .collect())
 }
 
 /// Sentence embeddings of `texts` computed by `model` with `frame`'s tokenizer, batching,
