@@ -83,3 +83,10 @@ fn wgpu_adapter_is_present() {
     );
     println!("wgpu adapters: {adapters:?}");
 }
+
+#[test]
+fn attention_kernels_agree_and_auto_is_fused_on_wgpu() {
+    let device = gpu_device();
+    assert!(kiln::AttentionKernel::Auto.is_fused::<Gpu>(&device));
+    kiln_tests::check_attention_kernels_agree::<Gpu>(&device, 1e-4);
+}

@@ -206,3 +206,10 @@ fn non_suffix_padding_falls_back_to_the_padded_path() {
     let b = HostTensor::from_tensor(model.run(input.pack_padding(true)).unwrap().output);
     assert_eq!(a, b);
 }
+
+#[test]
+fn attention_kernels_agree_and_auto_is_fused_on_ndarray() {
+    let device = cpu_device();
+    assert!(kiln::AttentionKernel::Auto.is_fused::<Cpu>(&device));
+    kiln_tests::check_attention_kernels_agree::<Cpu>(&device, 1e-5);
+}

@@ -7,3 +7,10 @@ use kiln::backend::{flex_device, Flex};
 fn matches_pytorch_on_flex() {
     kiln_tests::check_parity::<Flex>(&flex_device(), 1e-5);
 }
+
+#[test]
+fn attention_kernels_agree_on_flex() {
+    let device = flex_device();
+    assert!(!kiln::AttentionKernel::Auto.is_fused::<Flex>(&device));
+    kiln_tests::check_attention_kernels_agree::<Flex>(&device, 1e-5);
+}

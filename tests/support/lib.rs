@@ -181,3 +181,80 @@ pub fn check_parity<B: Backend>(device: &B::Device, tol: f32) {
     }
     println!("{}", report.join("\n"));
 }
+
+/// Every attention kernel gives the same output on backend `B` (within `tol`): the matmul path,
+/// burn's fused op and the weights-returning explicit path, across masks (bool per-head
+/// `src_mask`, float `src_mask`, causal, padding with an all-padding item whose rows attend to
+/// nothing) and with padding packed away.
+pub fn check_attention_kernels_agree<B: Backend>(device: &B::Device, tol: f32) {
+    use burn::tensor::Distribution;
+    use kiln::{AttentionKernel, TransformerEncoderConfig};
+
+    let (batch, seq, heads, d_model) = (3, 7, 4, 16);
+    let model: TransformerEncoder<B> = TransformerEncoderConfig::new(d_model, heads, 2)
+        .with_dim_feedforward(32)
+        .with_batch_first(true)
+        .with_final_norm(true)
+        .init(device);
+    let src = || Tensor::<B, 3>::random([batch, seq, d_model], Distribution::Default, device);
+    let x = src();
+    let lengths = [7, 3, 0];
+    let padding = || KeyPaddingMask::<B>::from_lengths(&lengths, seq, device);
+    let per_head_bool =
+        Tensor::<B, 3>::random([batch * heads, seq, seq], Distribution::Default, device)
+            .greater_elem(0.7);
+    let float_mask = Tensor::<B, 2>::random([seq, seq], Distribution::Normal(0.0, 1.0), device);
+    let cases: Vec<(&str, EncoderInput<B>)> = vec![
+        ("no mask", EncoderInput::new(x.clone())),
+        ("causal", EncoderInput::new(x.clone()).causal(true)),
+        (
+            "padding",
+            EncoderInput::new(x.clone()).key_padding_mask(padding()),
+        ),
+        (
+            "per-head bool src_mask + padding + causal",
+            EncoderInput::new(x.clone())
+                .src_mask(per_head_bool)
+                .key_padding_mask(padding())
+                .causal(true),
+        ),
+        (
+            "float src_mask",
+            EncoderInput::new(x.clone()).src_mask(float_mask),
+        ),
+        (
+            "packed padding, causal",
+            EncoderInput::new(x.clone())
+                .key_padding_mask(padding())
+                .causal(true)
+                .pack_padding(true),
+        ),
+    ];
+    for (name, input) in cases {
+        let run = |input: EncoderInput<B>, kernel: &str| {
+            let out = HostTensor::from_tensor(model.run(input).unwrap().output);
+            assert!(
+                out.data.iter().all(|v| v.is_finite()),
+                "{name}: non-finite output ({kernel})"
+            );
+            out
+        };
+        let matmul = run(
+            input.clone().attention_kernel(AttentionKernel::Matmul),
+            "matmul",
+        );
+        let fused = run(
+            input.clone().attention_kernel(AttentionKernel::Fused),
+            "fused op",
+        );
+        let auto = run(input.clone(), "auto");
+        let diff = max_abs_diff(&matmul, &fused);
+        assert!(diff <= tol, "{name}: matmul vs fused op differ by {diff}");
+        assert!(max_abs_diff(&auto, &matmul) <= tol, "{name}: auto differs");
+        if !input.pack_padding {
+            let explicit = run(input.need_weights(true), "explicit");
+            let diff = max_abs_diff(&matmul, &explicit);
+            assert!(diff <= tol, "{name}: matmul vs explicit differ by {diff}");
+        }
+    }
+}

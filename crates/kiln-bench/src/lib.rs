@@ -10,7 +10,7 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
 use kiln::{
-    Activation, EncoderInput, HostTensor, KeyPaddingMask, TransformerEncoder,
+    Activation, AttentionKernel, EncoderInput, HostTensor, KeyPaddingMask, TransformerEncoder,
     TransformerEncoderConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -110,13 +110,24 @@ pub fn alternate<B: Backend>(
     mut a: impl FnMut(),
     mut b: impl FnMut(),
 ) -> (f64, f64) {
-    let mut a_times = Vec::new();
-    let mut b_times = Vec::new();
+    let times = alternate_all::<B>(device, repeat, &mut [&mut a, &mut b]);
+    (times[0], times[1])
+}
+
+/// Median seconds of each of `runs` over `repeat` rounds, each round running every one once
+/// in turn (see [`alternate`]).
+pub fn alternate_all<B: Backend>(
+    device: &B::Device,
+    repeat: usize,
+    runs: &mut [&mut dyn FnMut()],
+) -> Vec<f64> {
+    let mut times = vec![Vec::new(); runs.len()];
     for _ in 0..repeat.max(1) {
-        a_times.push(median_seconds::<B>(device, 0, 1, &mut a));
-        b_times.push(median_seconds::<B>(device, 0, 1, &mut b));
+        for (run, times) in runs.iter_mut().zip(&mut times) {
+            times.push(median_seconds::<B>(device, 0, 1, &mut *run));
+        }
     }
-    (median(a_times), median(b_times))
+    times.into_iter().map(median).collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -146,6 +157,11 @@ pub struct BenchReport {
     pub matmul_gflops: f64,
     pub kiln: Measure,
     pub burn: Measure,
+    /// kiln forced onto burn's fused attention op, where the default (`AttentionKernel::Auto`)
+    /// does not use it (the CPU backends): what the matmul attention path gains.
+    pub kiln_fused_op: Option<Measure>,
+    /// max |kiln - kiln with the fused op| over the output.
+    pub max_abs_diff_fused_op: Option<f32>,
     /// kiln tokens/s divided by burn's.
     pub speedup_vs_burn: f64,
     /// max |kiln - burn| over the output (the two must agree).
@@ -216,6 +232,11 @@ pub fn run<B: Backend>(
     let roofline = matmul_gflops::<B>(matmul_n, device, repeat.max(5));
 
     let kiln_forward = || kiln_model.forward(src.clone(), None, None, false).unwrap();
+    let compare_fused = !AttentionKernel::Auto.is_fused::<B>(device);
+    let kiln_fused_forward = || {
+        let input = EncoderInput::new(src.clone()).attention_kernel(AttentionKernel::Fused);
+        kiln_model.run(input).unwrap().output
+    };
     let burn_forward = || {
         burn_model.forward(burn::nn::transformer::TransformerEncoderInput::new(
             src.clone(),
@@ -232,18 +253,36 @@ pub fn run<B: Backend>(
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max);
 
-    let (kiln_seconds, burn_seconds) = alternate::<B>(
-        device,
-        repeat,
-        || {
-            let _ = kiln_forward();
-        },
-        || {
-            let _ = burn_forward();
-        },
-    );
-    let mut kiln = measure(shape, kiln_seconds, roofline);
-    let mut burn = measure(shape, burn_seconds, roofline);
+    let max_abs_diff_fused_op = compare_fused.then(|| {
+        let c = HostTensor::from_tensor(kiln_fused_forward());
+        a.data
+            .iter()
+            .zip(&c.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    });
+
+    let mut run_kiln = || {
+        let _ = kiln_forward();
+    };
+    let mut run_burn = || {
+        let _ = burn_forward();
+    };
+    let mut run_kiln_fused = || {
+        let _ = kiln_fused_forward();
+    };
+    let times = if compare_fused {
+        alternate_all::<B>(
+            device,
+            repeat,
+            &mut [&mut run_kiln, &mut run_burn, &mut run_kiln_fused],
+        )
+    } else {
+        alternate_all::<B>(device, repeat, &mut [&mut run_kiln, &mut run_burn])
+    };
+    let mut kiln = measure(shape, times[0], roofline);
+    let mut burn = measure(shape, times[1], roofline);
+    let kiln_fused_op = times.get(2).map(|&t| measure(shape, t, roofline));
     if let Some((peak, delta)) = memory::peak_during(|| {
         let _ = HostTensor::from_tensor(kiln_forward());
     }) {
@@ -267,6 +306,8 @@ pub fn run<B: Backend>(
         speedup_vs_burn: kiln.tokens_per_second / burn.tokens_per_second,
         kiln,
         burn,
+        kiln_fused_op,
+        max_abs_diff_fused_op,
         max_abs_diff_vs_burn,
         padded,
     })

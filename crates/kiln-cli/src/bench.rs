@@ -120,7 +120,11 @@ fn print_table(r: &BenchReport, device: &str) {
         "{:<22} {:>12} {:>10} {:>10} {:>10} {:>12}",
         "", "tokens/s", "ms", "GFLOP/s", "roofline", "peak RSS"
     );
-    for (name, m) in [("kiln", &r.kiln), ("burn-nn encoder", &r.burn)] {
+    let mut rows = vec![("kiln", &r.kiln), ("burn-nn encoder", &r.burn)];
+    if let Some(fused) = &r.kiln_fused_op {
+        rows.push(("kiln, fused attn op", fused));
+    }
+    for (name, m) in rows {
         println!(
             "{:<22} {:>12.0} {:>10.2} {:>10.1} {:>9.0}% {:>12}",
             name,
@@ -135,6 +139,12 @@ fn print_table(r: &BenchReport, device: &str) {
         "kiln / burn-nn: {:.2}x (outputs agree to {:.1e})",
         r.speedup_vs_burn, r.max_abs_diff_vs_burn
     );
+    if let (Some(fused), Some(diff)) = (&r.kiln_fused_op, r.max_abs_diff_fused_op) {
+        println!(
+            "kiln's matmul attention / burn's fused attention op: {:.2}x (outputs agree to {diff:.1e})",
+            r.kiln.tokens_per_second / fused.tokens_per_second
+        );
+    }
     let p = &r.padded;
     println!(
         "padded batch, lengths {:?} ({} real tokens): padded {:.0} real tok/s, packed {:.0} real tok/s: {:.2}x (agree to {:.1e})",

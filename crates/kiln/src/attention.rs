@@ -2,6 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -91,17 +92,19 @@ impl<B: Backend> MultiHeadAttention<B> {
         let [batch, seq, _] = x.dims();
         let (h, dh) = (self.num_heads, self.head_dim);
 
-        // [B, S, 3*H*Dh] -> [B, S, 3, H, Dh] -> [3, B, H, S, Dh]
+        // [B, S, 3*H*Dh] -> [B, S, 3, H, Dh] -> [3, B, H, S, Dh] (a view: nothing is copied)
         let qkv = self
             .in_proj
             .forward(x)
             .reshape([batch, seq, 3, h, dh])
             .permute([2, 0, 3, 1, 4]);
-        let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).reshape([batch, h, seq, dh]));
+        // Each [1, B, H, S, Dh], still views.
+        let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1));
 
         let (context, weights) = match bias.path {
             AttentionPath::Fused | AttentionPath::Packed => {
                 let full = [batch, h, seq, seq];
+                let [q, k, v] = [q, k, v].map(|t| t.reshape([batch, h, seq, dh]));
                 let context = attention(
                     q,
                     k,
@@ -116,26 +119,70 @@ impl<B: Backend> MultiHeadAttention<B> {
                 );
                 (context, None)
             }
-            AttentionPath::Explicit => {
-                // [B, H, S, Dh] x [B, H, Dh, S] -> [B, H, S, S]
-                let scale = (dh as f64).powf(-0.5);
-                let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-                if let Some(additive) = &bias.additive {
-                    scores = scores + additive.clone().expand([batch, h, seq, seq]);
-                }
-                let weights = masked_softmax(scores);
-                let context = self.dropout.forward(weights.clone()).matmul(v);
-                (context, Some(weights))
+            AttentionPath::Matmul | AttentionPath::Explicit => {
+                let (context, weights) =
+                    self.matmul_attention(q, k, v, bias.additive.as_ref(), false, bias.rows_attend);
+                let weights = (bias.path == AttentionPath::Explicit).then_some(weights);
+                (context, weights)
             }
         };
 
-        // [B, H, S, Dh] -> [B, S, H, Dh] -> [B, S, H*Dh]
-        let context = context.swap_dims(1, 2).reshape([batch, seq, h * dh]);
+        let context = merge_heads(context, bias.fused_kernel);
         AttentionOutput {
             context: keep_context.then(|| context.clone()),
             output: self.out_proj.forward(context),
             weights,
         }
+    }
+
+    /// `softmax(q kᵀ / sqrt(Dh) + bias) v` by two batched matmuls on views, and the attention
+    /// weights (after dropout is applied to the copy used for the context, as PyTorch does).
+    ///
+    /// `rows_attend` says every query row keeps at least one finite score, so the backend's
+    /// softmax is exact; otherwise [`masked_softmax`] gives all-masked rows zero weights.
+    ///
+    /// # Shapes
+    /// - `q`, `k`, `v`: `[1, B, H, S, Dh]`, any strides (views of the packed projection)
+    /// - `additive`: broadcastable to `[B, H, S, S]`
+    /// - returns the context `[B, H, S, Dh]` and the weights `[B, H, S, S]`
+    fn matmul_attention(
+        &self,
+        q: Tensor<B, 5>,
+        k: Tensor<B, 5>,
+        v: Tensor<B, 5>,
+        additive: Option<&Tensor<B, 4>>,
+        causal: bool,
+        rows_attend: bool,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let [_, batch, h, seq, dh] = q.dims();
+        let scale = (dh as f64).powf(-0.5);
+        // [1, B, H, S, Dh] x [1, B, H, Dh, S] -> [1, B, H, S, S] -> [B, H, S, S]
+        let mut scores = q
+            .matmul(k.swap_dims(3, 4))
+            .reshape([batch, h, seq, seq])
+            .mul_scalar(scale);
+        if let Some(additive) = additive {
+            scores = scores + additive.clone().expand([batch, h, seq, seq]);
+        }
+        if causal {
+            let future = crate::mask::causal_mask::<B>(seq, &scores.device())
+                .reshape([1, 1, seq, seq])
+                .expand([batch, h, seq, seq]);
+            scores = scores.mask_fill(future, f32::NEG_INFINITY);
+        }
+        let weights = if rows_attend {
+            softmax(scores, 3)
+        } else {
+            masked_softmax(scores)
+        };
+        // [1, B, H, S, S] x [1, B, H, S, Dh] -> [1, B, H, S, Dh] -> [B, H, S, Dh]
+        let context = self
+            .dropout
+            .forward(weights.clone())
+            .reshape([1, batch, h, seq, seq])
+            .matmul(v)
+            .reshape([batch, h, seq, dh]);
+        (context, weights)
     }
 }
 
@@ -157,24 +204,26 @@ impl<B: Backend> MultiHeadAttention<B> {
         let mut contexts = Vec::with_capacity(bias.lengths.len());
         let mut offset = 0;
         for &len in bias.lengths.iter().filter(|&&len| len > 0) {
-            // [1, len, 3*H*Dh] -> [1, len, 3, H, Dh] -> [3, 1, H, len, Dh]
+            // [1, len, 3*H*Dh] -> [1, len, 3, H, Dh] -> [3, 1, H, len, Dh] (a view)
             let seq_qkv = qkv
                 .clone()
                 .narrow(1, offset, len)
                 .reshape([1, len, 3, h, dh])
                 .permute([2, 0, 3, 1, 4]);
-            let [q, k, v] =
-                [0, 1, 2].map(|i| seq_qkv.clone().narrow(0, i, 1).reshape([1, h, len, dh]));
-            let options = AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: bias.causal,
+            // Each [1, 1, H, len, Dh].
+            let [q, k, v] = [0, 1, 2].map(|i| seq_qkv.clone().narrow(0, i, 1));
+            let context = if bias.fused_kernel {
+                let options = AttentionModuleOptions {
+                    scale: None,
+                    softcap: None,
+                    is_causal: bias.causal,
+                };
+                let [q, k, v] = [q, k, v].map(|t| t.reshape([1, h, len, dh]));
+                attention(q, k, v, None, None, options)
+            } else {
+                self.matmul_attention(q, k, v, None, bias.causal, true).0
             };
-            // [1, H, len, Dh] -> [1, len, H*Dh]
-            let context = attention(q, k, v, None, None, options)
-                .swap_dims(1, 2)
-                .reshape([1, len, h * dh]);
-            contexts.push(context);
+            contexts.push(merge_heads(context, bias.fused_kernel));
             offset += len;
         }
         let context = Tensor::cat(contexts, 1);
@@ -184,6 +233,25 @@ impl<B: Backend> MultiHeadAttention<B> {
             weights: None,
         }
     }
+}
+
+/// The heads' contexts side by side: `[B, H, S, Dh] -> [B, S, H*Dh]`.
+///
+/// With `one_copy`, one transposed copy (`swap_dims(1, 2)`). Otherwise head by head: each
+/// head's `[B, S, Dh]` slice is a 2-D strided copy and the concatenation copies rows of `Dh`,
+/// which on burn-flex is several times faster than its element-by-element 4-D transpose (used
+/// where the matmul attention kernel is; a GPU would rather launch one kernel than `H`).
+fn merge_heads<B: Backend>(context: Tensor<B, 4>, one_copy: bool) -> Tensor<B, 3> {
+    let [batch, h, seq, dh] = context.dims();
+    if one_copy || h == 1 {
+        // [B, H, S, Dh] -> [B, S, H, Dh] -> [B, S, H*Dh]
+        return context.swap_dims(1, 2).reshape([batch, seq, h * dh]);
+    }
+    // H x [B, 1, S, Dh] -> H x [B, S, Dh] -> [B, S, H*Dh]
+    let heads = (0..h)
+        .map(|i| context.clone().narrow(1, i, 1).reshape([batch, seq, dh]))
+        .collect();
+    Tensor::cat(heads, 2)
 }
 
 /// Softmax over the last dimension that yields zeros (not NaN) for rows that are all `-inf`.

@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use crate::config::{LayerInit, TransformerEncoderConfig};
 use crate::error::{KilnError, Result};
 use crate::layer::{LinearInputs, TransformerEncoderLayer};
-use crate::mask::{AttentionBias, AttentionPath, KeyPaddingMask, SrcMask};
+use crate::mask::{AttentionBias, AttentionKernel, AttentionPath, KeyPaddingMask, SrcMask};
 
 /// A stack of [`TransformerEncoderLayer`]s, the counterpart of `torch.nn.TransformerEncoder`
 /// (`layers.{i}.*` and `norm.*` in its `state_dict`).
@@ -136,6 +136,9 @@ pub struct EncoderInput<B: Backend> {
     /// Return the inputs of every layer's Linear layers ([`LinearInputs`], batch-first,
     /// padding included); padding is then never packed.
     pub output_linear_inputs: bool,
+    /// How attention is computed when its weights are not needed (default
+    /// [`AttentionKernel::Auto`]: burn's fused op on GPU backends, matmuls on the CPU ones).
+    pub attention_kernel: AttentionKernel,
 }
 
 impl<B: Backend> EncoderInput<B> {
@@ -151,7 +154,13 @@ impl<B: Backend> EncoderInput<B> {
             check_finite: false,
             pack_padding: false,
             output_linear_inputs: false,
+            attention_kernel: AttentionKernel::Auto,
         }
+    }
+    /// Chooses how attention is computed (see [`AttentionKernel`]).
+    pub fn attention_kernel(mut self, kernel: AttentionKernel) -> Self {
+        self.attention_kernel = kernel;
+        self
     }
     /// Asks for the inputs of every layer's Linear layers.
     pub fn output_linear_inputs(mut self, yes: bool) -> Self {
@@ -277,11 +286,11 @@ impl<B: Backend> TransformerEncoder<B> {
             }
         }
         let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
-        let path = if input.need_weights || training_dropout {
-            AttentionPath::Explicit
-        } else {
-            AttentionPath::Fused
-        };
+        let path = AttentionPath::choose::<B>(
+            &input.src.device(),
+            input.need_weights || training_dropout,
+            input.attention_kernel,
+        );
         let bias = AttentionBias::new(
             batch,
             seq,
@@ -290,6 +299,7 @@ impl<B: Backend> TransformerEncoder<B> {
             input.src_key_padding_mask.as_ref(),
             input.is_causal,
             path,
+            input.attention_kernel,
             &input.src.device(),
         )?;
         for layer in &self.layers {
@@ -347,7 +357,11 @@ impl<B: Backend> TransformerEncoder<B> {
                 linear_inputs: None,
             };
         }
-        let bias = AttentionBias::packed(lengths.clone(), input.is_causal);
+        let bias = AttentionBias::packed(
+            lengths.clone(),
+            input.is_causal,
+            input.attention_kernel.is_fused::<B>(&device),
+        );
         let unpack = |packed: Tensor<B, 3>| -> Tensor<B, 3> {
             // [1, N, E] -> [B, S, E], zeros at padded positions.
             let mut offset = 0;

@@ -10,7 +10,7 @@ use crate::attention::{AttentionOutput, MultiHeadAttention};
 use crate::config::{Activation, TransformerEncoderLayerConfig};
 use crate::encoder::{check_src, to_batch_first};
 use crate::error::Result;
-use crate::mask::{AttentionBias, AttentionPath, KeyPaddingMask, SrcMask};
+use crate::mask::{AttentionBias, AttentionKernel, AttentionPath, KeyPaddingMask, SrcMask};
 
 /// One encoder layer, the counterpart of `torch.nn.TransformerEncoderLayer`, with the same
 /// parameter names (`self_attn`, `linear1`, `linear2`, `norm1`, `norm2`).
@@ -90,11 +90,9 @@ impl<B: Backend> TransformerEncoderLayer<B> {
         let d_model = self.linear1.weight.dims()[0];
         let [batch, seq] = check_src(&src, d_model, self.batch_first)?;
         let heads = self.self_attn.num_heads;
-        let path = if B::ad_enabled(&src.device()) && self.self_attn.dropout.prob > 0.0 {
-            AttentionPath::Explicit
-        } else {
-            AttentionPath::Fused
-        };
+        let training_dropout = B::ad_enabled(&src.device()) && self.self_attn.dropout.prob > 0.0;
+        let kernel = AttentionKernel::Auto;
+        let path = AttentionPath::choose::<B>(&src.device(), training_dropout, kernel);
         let bias = AttentionBias::new(
             batch,
             seq,
@@ -103,6 +101,7 @@ impl<B: Backend> TransformerEncoderLayer<B> {
             src_key_padding_mask,
             is_causal,
             path,
+            kernel,
             &src.device(),
         )?;
         let x = to_batch_first(src, self.batch_first);

@@ -40,5 +40,5 @@ pub use config::{
 pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder, ZeroFill};
 pub use error::{KilnError, Result};
 pub use layer::{LinearInputs, TransformerEncoderLayer};
-pub use mask::{padding_from_lengths, KeyPaddingMask, SrcMask};
+pub use mask::{padding_from_lengths, AttentionKernel, KeyPaddingMask, SrcMask};
 pub use weights::{HostTensor, LoadReport, TensorFile, WeightSlot};

@@ -14,7 +14,7 @@
 //! NaN there; its nested-tensor fast path yields zeros for padded rows).
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, ElementConversion, Tensor};
 
 use crate::error::{KilnError, Result};
 
@@ -160,12 +160,70 @@ pub fn causal_mask<B: Backend>(seq_len: usize, device: &B::Device) -> Tensor<B, 
 /// Which attention kernel the masks are prepared for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AttentionPath {
-    /// Scores are materialised (weights returned, or dropout in training): one additive bias.
+    /// Scores are materialised and returned (weights asked for, or dropout in training): one
+    /// additive bias.
     Explicit,
+    /// Scores are materialised by batched matmuls on views of the packed projection, weights
+    /// not returned: one additive bias. burn-flex's choice (see [`AttentionKernel`]).
+    Matmul,
     /// burn's fused `attention` op: a bool mask, an additive bias and a causal flag.
     Fused,
     /// Padding removed: sequences of `lengths` packed end to end, attention per sequence.
     Packed,
+}
+
+/// How attention is computed when its weights are not needed (inference, or training without
+/// attention dropout). Every choice gives the same outputs (to float rounding); only speed
+/// differs. Set with [`EncoderInput::attention_kernel`](crate::EncoderInput::attention_kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionKernel {
+    /// What measured fastest on the backend (`kiln bench` prints both): `Matmul` on burn-flex,
+    /// `Fused` elsewhere (the GPU backends' flash-attention kernels; on ndarray burn's op is
+    /// the same math as `Matmul` and ran slightly faster).
+    #[default]
+    Auto,
+    /// burn's fused `burn::tensor::module::attention` op.
+    Fused,
+    /// Two batched matmuls on views of the packed projection and the backend's softmax.
+    Matmul,
+}
+
+impl AttentionKernel {
+    /// Whether this choice uses burn's fused op on this backend.
+    pub fn is_fused<B: Backend>(self, device: &B::Device) -> bool {
+        match self {
+            Self::Auto => !prefers_matmul_attention::<B>(device),
+            Self::Fused => true,
+            Self::Matmul => false,
+        }
+    }
+}
+
+/// Whether attention by matmuls beats burn's fused op on this backend: on burn-flex (possibly
+/// under autodiff), whose fused op runs one `(batch, head)` at a time on one thread after
+/// copying `q`, `k`, `v` element by element into `[B, H, S, Dh]`; the matmul path hands strided
+/// views to flex's multi-threaded batched matmul (no copy) and uses its row-parallel softmax.
+/// Measured 1.28x faster at "base" and 1.33x at "small" (docs/benchmarks.md).
+fn prefers_matmul_attention<B: Backend>(device: &B::Device) -> bool {
+    B::name(device).contains("flex")
+}
+
+impl AttentionPath {
+    /// The path of a forward pass: `Explicit` when the weights are needed (asked for, or
+    /// dropout on them in training); otherwise `Fused` or `Matmul` as `kernel` says.
+    pub fn choose<B: Backend>(
+        device: &B::Device,
+        weights_needed: bool,
+        kernel: AttentionKernel,
+    ) -> Self {
+        if weights_needed {
+            Self::Explicit
+        } else if kernel.is_fused::<B>(device) {
+            Self::Fused
+        } else {
+            Self::Matmul
+        }
+    }
 }
 
 /// All masks of one forward pass, merged once and shared by every layer.
@@ -179,8 +237,16 @@ pub(crate) struct AttentionBias<B: Backend> {
     pub additive: Option<Tensor<B, 4>>,
     /// Fused path: the bool masks, OR-ed (`true` = masked).
     pub masked: Option<Tensor<B, 4, Bool>>,
-    /// Fused path: causal masking is left to the kernel.
+    /// Fused and packed paths: causal masking is left to the kernel.
     pub causal: bool,
+    /// Explicit and matmul paths: every query row has at least one key it may attend to, so
+    /// the backend's own softmax is exact (else [`masked_softmax`](crate::attention::masked_softmax)
+    /// turns all-masked rows into zeros instead of NaN).
+    pub rows_attend: bool,
+    /// burn's fused op is the kernel ([`AttentionKernel::is_fused`]): the packed path uses
+    /// burn's fused op per sequence (else matmuls on views), and heads are merged by one
+    /// transposed copy (else head by head, see `merge_heads`).
+    pub fused_kernel: bool,
     /// `H` of a per-head `[B * H, S, S]` mask, which every layer must then have.
     pub mask_heads: Option<usize>,
     /// Packed path: the real length of each sequence.
@@ -189,6 +255,7 @@ pub(crate) struct AttentionBias<B: Backend> {
 
 impl<B: Backend> AttentionBias<B> {
     /// Validates and merges the masks of a batch of `batch` sequences of `seq` tokens.
+    #[allow(clippy::too_many_arguments)] // PyTorch's mask arguments, plus where they go
     pub fn new(
         batch: usize,
         seq: usize,
@@ -197,8 +264,10 @@ impl<B: Backend> AttentionBias<B> {
         key_padding_mask: Option<&KeyPaddingMask<B>>,
         is_causal: bool,
         path: AttentionPath,
+        kernel: AttentionKernel,
         device: &B::Device,
     ) -> Result<Self> {
+        let fused_kernel = kernel.is_fused::<B>(device);
         let mut bools: Vec<Tensor<B, 4, Bool>> = Vec::new();
         let mut floats: Vec<Tensor<B, 4>> = Vec::new();
         let mut mask_heads = None;
@@ -258,9 +327,11 @@ impl<B: Backend> AttentionBias<B> {
                 additive: floats.into_iter().reduce(broadcast_add),
                 masked: bools.into_iter().reduce(broadcast_or),
                 causal: is_causal,
+                rows_attend: false,
+                fused_kernel: true,
                 mask_heads,
             }),
-            AttentionPath::Explicit => {
+            AttentionPath::Explicit | AttentionPath::Matmul => {
                 if is_causal {
                     bools.push(causal_mask::<B>(seq, device).reshape([1, 1, seq, seq]));
                 }
@@ -268,11 +339,23 @@ impl<B: Backend> AttentionBias<B> {
                     Tensor::<B, 4>::zeros(mask.dims(), device).mask_fill(mask, f32::NEG_INFINITY)
                 });
                 let additive = floats.into_iter().chain(from_bools).reduce(broadcast_add);
+                // One read-back per forward pass: does every query row keep a finite score? (Compared
+                // with f32::MIN, not -inf: on wgpu a comparison with an infinite scalar held.)
+                let rows_attend = additive.as_ref().is_none_or(|bias| {
+                    bias.clone()
+                        .max_dim(3)
+                        .greater_elem(f32::MIN)
+                        .all()
+                        .into_scalar()
+                        .elem::<bool>()
+                });
                 Ok(Self {
                     path,
                     additive,
                     masked: None,
                     causal: false,
+                    rows_attend,
+                    fused_kernel,
                     mask_heads,
                     lengths: Vec::new(),
                 })
@@ -281,12 +364,15 @@ impl<B: Backend> AttentionBias<B> {
     }
 
     /// Masks of a packed batch: no padding left, only (optionally) causal masking.
-    pub fn packed(lengths: Vec<usize>, is_causal: bool) -> Self {
+    /// `fused_kernel`: attend with burn's fused op per sequence (else matmuls on views).
+    pub fn packed(lengths: Vec<usize>, is_causal: bool, fused_kernel: bool) -> Self {
         Self {
             path: AttentionPath::Packed,
             additive: None,
             masked: None,
             causal: is_causal,
+            rows_attend: true,
+            fused_kernel,
             mask_heads: None,
             lengths,
         }
