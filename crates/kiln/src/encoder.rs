@@ -137,7 +137,7 @@ pub struct EncoderInput<B: Backend> {
     /// padding included); padding is then never packed.
     pub output_linear_inputs: bool,
     /// How attention is computed when its weights are not needed (default
-    /// [`AttentionKernel::Auto`]: burn's fused op on GPU backends, matmuls on the CPU ones).
+    /// [`AttentionKernel::Auto`]: matmuls on views on burn-flex, burn's fused op elsewhere).
     pub attention_kernel: AttentionKernel,
 }
 
