@@ -4,12 +4,13 @@
 # under .cache/), split into fixed, seeded train/held-out line files:
 #   .cache/data/fortunes_train.txt    2,000 lines (distillation / unlabeled data)
 #   .cache/data/fortunes_heldout.txt    200 lines (fidelity: cosine, Spearman)
+#   .cache/data/fortunes_more.txt     the other ~9,200 lines (larger calibration sets)
 # Idempotent; prints the data folder.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="$root/.cache"
 data="$cache/data"
-if [[ -s "$data/fortunes_train.txt" && -s "$data/fortunes_heldout.txt" ]]; then
+if [[ -s "$data/fortunes_train.txt" && -s "$data/fortunes_heldout.txt" && -s "$data/fortunes_more.txt" ]]; then
   echo "$data"; exit 0
 fi
 mkdir -p "$data"
@@ -32,6 +33,8 @@ texts = sorted(set(texts))
 random.Random(0).shuffle(texts)
 (out / "fortunes_heldout.txt").write_text("\n".join(texts[:200]) + "\n")
 (out / "fortunes_train.txt").write_text("\n".join(texts[200:2200]) + "\n")
-print(f"{len(texts)} fortunes: 200 held out, {len(texts[200:2200])} for training", file=sys.stderr)
+(out / "fortunes_more.txt").write_text("\n".join(texts[2200:]) + "\n")
+print(f"{len(texts)} fortunes: 200 held out, {len(texts[200:2200])} for training, "
+      f"{len(texts[2200:])} more", file=sys.stderr)
 PY
 echo "$data"

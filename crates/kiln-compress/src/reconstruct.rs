@@ -16,7 +16,8 @@
 //!
 //! is solved in closed form (normal equations, Cholesky, f64). Fitting to the original model's
 //! sums with the pruned model's own inputs also corrects the error that earlier layers pass on.
-//! Padding tokens are left out.
+//! Padding tokens are left out. Each layer's inputs (original and pruned) are kept per batch
+//! between layers, so the whole refit costs four one-layer passes per layer over the data.
 
 use burn::module::{Param, ParamId};
 use burn::tensor::backend::Backend;
@@ -224,13 +225,30 @@ fn block_io<B: Backend>(
     }
 }
 
-/// The encoder's first `n` layers (no final norm): forward passes that stop there.
-fn first_layers<B: Backend>(encoder: &TransformerEncoder<B>, n: usize) -> TransformerEncoder<B> {
+/// Layer `layer` of `encoder` alone (no final norm): a forward pass through one layer, fed the
+/// previous layer's output.
+fn single_layer<B: Backend>(
+    encoder: &TransformerEncoder<B>,
+    layer: usize,
+) -> TransformerEncoder<B> {
     TransformerEncoder {
-        layers: encoder.layers[..n].to_vec(),
+        layers: vec![encoder.layers[layer].clone()],
         norm: None,
         config: encoder.config.clone(),
     }
+}
+
+/// `batch` with `src` replaced by a layer's input (same lengths).
+fn with_src<B: Backend>(batch: &CalibrationBatch<B>, src: Tensor<B, 3>) -> CalibrationBatch<B> {
+    CalibrationBatch {
+        src,
+        lengths: batch.lengths.clone(),
+    }
+}
+
+/// The output of a one-layer `capture` (the next layer's input, in the model's layout).
+fn layer_output<B: Backend>(out: &EncoderOutput<B>) -> Tensor<B, 3> {
+    out.hidden_states.as_ref().expect("asked for")[0].clone()
 }
 
 /// The Linear that ends block `kind` of `layer`: `out_proj` or `linear2`.
@@ -273,32 +291,37 @@ pub fn reconstruct<B: Backend>(
     let total = 2 * student.layers.len();
     let mut fits = Vec::with_capacity(total);
     let blocks = [LinearKind::OutProj, LinearKind::Linear2];
+    // Per batch, the input of the current layer in the original and in the pruned model (the
+    // model's layout): each layer runs once per pass instead of every pass re-running all the
+    // layers before it.
+    let mut teacher_inputs: Vec<CalibrationBatch<B>> = batches.to_vec();
+    let mut student_inputs: Vec<CalibrationBatch<B>> = batches.to_vec();
     for layer in 0..student.layers.len() {
-        // The original model's pre-LayerNorm sums of both blocks of this layer, per batch (the
-        // forward passes stop after this layer).
-        let teacher_prefix = first_layers(teacher, layer + 1);
+        // The original model's pre-LayerNorm sums of both blocks of this layer, per batch.
+        let teacher_layer = single_layer(teacher, layer);
         let mut targets: Vec<[Tensor<B, 3>; 2]> = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let out = capture(&teacher_prefix, batch)?;
+        for input in teacher_inputs.iter_mut() {
+            let out = capture(&teacher_layer, input)?;
             targets.push(blocks.map(|kind| {
-                let (x, residual) = block_io(teacher, &out, batch, layer, kind);
-                residual + block_linear(teacher, layer, kind).forward(x)
+                let (x, residual) = block_io(&teacher_layer, &out, input, 0, kind);
+                residual + block_linear(&teacher_layer, 0, kind).forward(x)
             }));
+            *input = with_src(input, layer_output(&out));
         }
         for (block, kind) in blocks.into_iter().enumerate() {
-            let student_prefix = first_layers(&student, layer + 1);
+            let student_layer = single_layer(&student, layer);
             let student_linear = block_linear(&student, layer, kind);
             let [k, e] = student_linear.weight.dims();
             let with_bias = student_linear.bias.is_some();
             let mut equations = NormalEquations::new(k, e);
             let mut squared_error_before = 0.0f64;
-            for (batch, target) in batches.iter().zip(&targets) {
-                let out = capture(&student_prefix, batch)?;
-                let (x, residual) = block_io(&student, &out, batch, layer, kind);
+            for (input, target) in student_inputs.iter().zip(&targets) {
+                let out = capture(&student_layer, input)?;
+                let (x, residual) = block_io(&student_layer, &out, input, 0, kind);
                 let dims = x.dims();
                 let rows = dims[0] * dims[1];
                 let (keep, real) =
-                    token_mask::<B>(batch.lengths.as_deref(), dims[0], dims[1], &x.device());
+                    token_mask::<B>(input.lengths.as_deref(), dims[0], dims[1], &x.device());
                 let keep = keep.reshape([rows, 1]);
                 // y: what `W x + b` must add to the pruned model's residual.
                 let y = (target[block].clone() - residual).reshape([rows, e]);
@@ -336,6 +359,14 @@ pub fn reconstruct<B: Backend>(
             );
             fits.push(fit);
             progress(fits.len(), total);
+        }
+        // The refit layer's output: the next layer's input in the pruned model.
+        if layer + 1 < student.layers.len() {
+            let student_layer = single_layer(&student, layer);
+            for input in student_inputs.iter_mut() {
+                let out = capture(&student_layer, input)?;
+                *input = with_src(input, layer_output(&out));
+            }
         }
     }
     Ok((student, fits))
