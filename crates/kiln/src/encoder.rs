@@ -286,11 +286,8 @@ impl<B: Backend> TransformerEncoder<B> {
             }
         }
         let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
-        let path = AttentionPath::choose::<B>(
-            &input.src.device(),
-            input.need_weights || training_dropout,
-            input.attention_kernel,
-        );
+        let fused_kernel = input.attention_kernel.is_fused::<B>(&input.src.device());
+        let path = AttentionPath::choose(input.need_weights || training_dropout, fused_kernel);
         let bias = AttentionBias::new(
             batch,
             seq,
@@ -299,7 +296,7 @@ impl<B: Backend> TransformerEncoder<B> {
             input.src_key_padding_mask.as_ref(),
             input.is_causal,
             path,
-            input.attention_kernel,
+            fused_kernel,
             &input.src.device(),
         )?;
         for layer in &self.layers {

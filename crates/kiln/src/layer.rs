@@ -91,8 +91,8 @@ impl<B: Backend> TransformerEncoderLayer<B> {
         let [batch, seq] = check_src(&src, d_model, self.batch_first)?;
         let heads = self.self_attn.num_heads;
         let training_dropout = B::ad_enabled(&src.device()) && self.self_attn.dropout.prob > 0.0;
-        let kernel = AttentionKernel::Auto;
-        let path = AttentionPath::choose::<B>(&src.device(), training_dropout, kernel);
+        let fused_kernel = AttentionKernel::Auto.is_fused::<B>(&src.device());
+        let path = AttentionPath::choose(training_dropout, fused_kernel);
         let bias = AttentionBias::new(
             batch,
             seq,
@@ -101,7 +101,7 @@ impl<B: Backend> TransformerEncoderLayer<B> {
             src_key_padding_mask,
             is_causal,
             path,
-            kernel,
+            fused_kernel,
             &src.device(),
         )?;
         let x = to_batch_first(src, self.batch_first);

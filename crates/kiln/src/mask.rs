@@ -210,15 +210,12 @@ fn prefers_matmul_attention<B: Backend>(device: &B::Device) -> bool {
 
 impl AttentionPath {
     /// The path of a forward pass: `Explicit` when the weights are needed (asked for, or
-    /// dropout on them in training); otherwise `Fused` or `Matmul` as `kernel` says.
-    pub fn choose<B: Backend>(
-        device: &B::Device,
-        weights_needed: bool,
-        kernel: AttentionKernel,
-    ) -> Self {
+    /// dropout on them in training); otherwise `Fused` or `Matmul` as `fused_kernel` (the
+    /// kernel's [`AttentionKernel::is_fused`] on the backend) says.
+    pub fn choose(weights_needed: bool, fused_kernel: bool) -> Self {
         if weights_needed {
             Self::Explicit
-        } else if kernel.is_fused::<B>(device) {
+        } else if fused_kernel {
             Self::Fused
         } else {
             Self::Matmul
@@ -254,7 +251,8 @@ pub(crate) struct AttentionBias<B: Backend> {
 }
 
 impl<B: Backend> AttentionBias<B> {
-    /// Validates and merges the masks of a batch of `batch` sequences of `seq` tokens.
+    /// Validates and merges the masks of a batch of `batch` sequences of `seq` tokens, for
+    /// `path`; `fused_kernel` as given to [`AttentionPath::choose`].
     #[allow(clippy::too_many_arguments)] // PyTorch's mask arguments, plus where they go
     pub fn new(
         batch: usize,
@@ -264,10 +262,9 @@ impl<B: Backend> AttentionBias<B> {
         key_padding_mask: Option<&KeyPaddingMask<B>>,
         is_causal: bool,
         path: AttentionPath,
-        kernel: AttentionKernel,
+        fused_kernel: bool,
         device: &B::Device,
     ) -> Result<Self> {
-        let fused_kernel = kernel.is_fused::<B>(device);
         let mut bools: Vec<Tensor<B, 4, Bool>> = Vec::new();
         let mut floats: Vec<Tensor<B, 4>> = Vec::new();
         let mut mask_heads = None;
