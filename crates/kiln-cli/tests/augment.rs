@@ -1,23 +1,18 @@
 //! End-to-end tests of `kiln augment`: K lines per input line, the same output for the same
 //! seed, files written atomically and never over the input, one-line errors.
 
-use crate::common::{fails_one_line, kiln, wordnet_dir};
+use crate::common::{fails_one_line, kiln, succeeds, wordnet_dir};
 
 const LINES: &str =
     "The quick brown fox jumps over the lazy dog\nA man is playing a guitar on the stage\n";
 
 fn augment(args: &[&str]) -> String {
-    let out = kiln()
-        .arg("augment")
-        .args(["--wordnet", &wordnet_dir()])
-        .args(args)
-        .write_stdin(LINES)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        kiln()
+            .arg("augment")
+            .args(["--wordnet", &wordnet_dir()])
+            .args(args)
+            .write_stdin(LINES),
     );
     String::from_utf8(out.stdout).unwrap()
 }

@@ -6,7 +6,7 @@ use assert_cmd::Command;
 use kiln::{HostTensor, TensorFile};
 use npyz::WriterBuilder;
 
-use crate::common::{fails, kiln};
+use crate::common::{fails, kiln, succeeds};
 
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,26 +78,18 @@ impl Setup {
 
 #[test]
 fn forward_default_model_prints_json() {
-    let out = kiln()
-        .args([
-            "forward",
-            "--backend",
-            "ndarray",
-            "--batch",
-            "2",
-            "--seq",
-            "16",
-            "--repeat",
-            "3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(kiln().args([
+        "forward",
+        "--backend",
+        "ndarray",
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--repeat",
+        "3",
+        "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["backend"], "ndarray");
     assert_eq!(v["output_shape"], serde_json::json!([2, 16, 256]));
@@ -112,15 +104,7 @@ fn forward_default_model_prints_json() {
 
 #[test]
 fn forward_default_model_human_summary_and_auto_backend() {
-    let out = kiln()
-        .args(["forward", "--batch", "1", "--seq", "8"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(kiln().args(["forward", "--batch", "1", "--seq", "8"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("tokens/s"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -178,23 +162,18 @@ fn forward_reproduces_pytorch_on_a_fixture_model() {
 #[test]
 fn forward_on_wgpu_matches_the_fixture() {
     let s = Setup::new("causal");
-    let out = kiln()
-        .arg("forward")
-        .args(["--backend", "wgpu", "--causal", "--json"])
-        .arg("--config")
-        .arg(s.case.join("config.json"))
-        .arg("--weights")
-        .arg(s.case.join("model.safetensors"))
-        .arg("--input")
-        .arg(s.path("src.npy"))
-        .arg("--output")
-        .arg(s.path("y.npy"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        kiln()
+            .arg("forward")
+            .args(["--backend", "wgpu", "--causal", "--json"])
+            .arg("--config")
+            .arg(s.case.join("config.json"))
+            .arg("--weights")
+            .arg(s.case.join("model.safetensors"))
+            .arg("--input")
+            .arg(s.path("src.npy"))
+            .arg("--output")
+            .arg(s.path("y.npy")),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["backend"], "wgpu");

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{fails_one_line, kiln};
+use crate::common::{fails_one_line, kiln, succeeds};
 use kiln_tests::minilm::{compare_rows, minilm_dir, minilm_embeddings, minilm_reference};
 
 fn read_rows(path: &Path) -> Vec<Vec<f32>> {
@@ -24,27 +24,22 @@ fn embed_file_matches_sentence_transformers_in_input_order() {
     assert!(reference.sentences.iter().all(|s| !s.contains('\n')));
     std::fs::write(&input, reference.sentences.join("\n") + "\n").unwrap();
     let output = dir.path().join("emb.npy");
-    let out = kiln()
-        .args([
-            "embed",
-            "--backend",
-            "ndarray",
-            "--batch-size",
-            "7",
-            "--json",
-            "--model",
-        ])
-        .arg(minilm_dir())
-        .arg("--input-file")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        kiln()
+            .args([
+                "embed",
+                "--backend",
+                "ndarray",
+                "--batch-size",
+                "7",
+                "--json",
+                "--model",
+            ])
+            .arg(minilm_dir())
+            .arg("--input-file")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output),
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -59,24 +54,19 @@ fn embed_file_matches_sentence_transformers_in_input_order() {
 
 #[test]
 fn embed_arguments_print_json_and_honour_options() {
-    let out = kiln()
-        .args([
-            "embed",
-            "--backend",
-            "ndarray",
-            "--pooling",
-            "cls",
-            "--no-normalize",
-            "--model",
-        ])
-        .arg(minilm_dir())
-        .args(["A man is eating food.", "x"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        kiln()
+            .args([
+                "embed",
+                "--backend",
+                "ndarray",
+                "--pooling",
+                "cls",
+                "--no-normalize",
+                "--model",
+            ])
+            .arg(minilm_dir())
+            .args(["A man is eating food.", "x"]),
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows: Vec<Vec<f32>> = serde_json::from_value(json["embeddings"].clone()).unwrap();
@@ -93,16 +83,11 @@ fn embed_arguments_print_json_and_honour_options() {
 
 #[test]
 fn similarity_prints_the_cosine() {
-    let out = kiln()
-        .args(["similarity", "--backend", "ndarray", "--model"])
-        .arg(minilm_dir())
-        .args(["A man is eating food.", "A man is eating a piece of bread."])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        kiln()
+            .args(["similarity", "--backend", "ndarray", "--model"])
+            .arg(minilm_dir())
+            .args(["A man is eating food.", "A man is eating a piece of bread."]),
     );
     let cosine: f32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let e = minilm_embeddings("embeddings.npy");
