@@ -4,7 +4,7 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use kiln::{EncoderInput, HostTensor, TransformerEncoder};
+use kiln::{HostTensor, TransformerEncoder};
 use rand::{Rng, SeedableRng};
 
 use crate::calibration::CalibrationBatch;
@@ -81,15 +81,8 @@ pub fn activation_norms<B: Backend>(
     batches: usize,
     mut progress: impl FnMut(),
 ) -> Result<ActivationNorms> {
-    let device = device_of(encoder);
-    let mut norms = ActivationNorms::new(encoder);
-    for i in 0..batches.max(1) {
-        let input = EncoderInput::new(inputs.get(i, encoder, &device)).output_linear_inputs(true);
-        let out = encoder.run(input)?;
-        norms.accumulate(&out.linear_inputs.unwrap_or_default(), None)?;
-        progress();
-    }
-    Ok(norms)
+    let batches = calibration_batches(encoder, inputs, batches);
+    ActivationNorms::from_batches(encoder, &batches, |_| progress())
 }
 
 /// `batches` batches of `inputs` as calibration data (no padding).

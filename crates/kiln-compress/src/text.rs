@@ -57,20 +57,10 @@ pub fn activation_norms<B: burn::tensor::backend::Backend>(
             "wanda pruning needs calibration text lines (--data)".into(),
         ));
     }
-    let tokenized = encoder.tokenize(texts)?;
-    let mut norms = ActivationNorms::new(&encoder.model.encoder);
-    for chunk in tokenized.chunks(batch_size.max(1)) {
-        let batch = encoder.batch_tensors(chunk);
-        let out = encoder.model.forward(
-            batch.input_ids.clone(),
-            batch.token_type_ids.clone(),
-            &batch.lengths,
-            |input| input.output_linear_inputs(true),
-        )?;
-        norms.accumulate(&out.linear_inputs.unwrap_or_default(), Some(&batch.lengths))?;
-        progress(chunk.len());
-    }
-    Ok(norms)
+    let batches = calibration_batches(encoder, texts, batch_size)?;
+    ActivationNorms::from_batches(&encoder.model.encoder, &batches, |batch| {
+        progress(batch.lengths.as_ref().map_or(0, Vec::len))
+    })
 }
 
 /// Calibration batches of `texts` for `encoder`'s layers: the embedding outputs of batches

@@ -10,14 +10,16 @@
 //! `round(rate * d_in)` lowest-scoring inputs (so a packed `in_proj` is pruned exactly as
 //! separate q, k, v projections would be).
 //!
-//! [`ActivationNorms`] gathers the norms from [`kiln::EncoderOutput::linear_inputs`];
-//! `text::activation_norms` and `plain::activation_norms` run the forward passes.
+//! [`ActivationNorms`] gathers the norms from [`kiln::EncoderOutput::linear_inputs`] of
+//! calibration batches ([`ActivationNorms::from_batches`]); `text::activation_norms` and
+//! `plain::activation_norms` make the batches.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use kiln::{HostTensor, LinearInputs, TransformerEncoder};
 use serde::Serialize;
 
+use crate::calibration::{capture, CalibrationBatch};
 use crate::error::{check_rate, CompressError, Result};
 use crate::unstructured::{prunable, prune_count, smallest, LinearKind, PruningMasks, WeightMask};
 
@@ -41,6 +43,25 @@ impl ActivationNorms {
                 .collect(),
             tokens: 0,
         }
+    }
+
+    /// The norms over `batches`: one capturing forward pass each, padding left out. Calls
+    /// `progress(batch)` after each.
+    pub fn from_batches<B: Backend>(
+        encoder: &TransformerEncoder<B>,
+        batches: &[CalibrationBatch<B>],
+        mut progress: impl FnMut(&CalibrationBatch<B>),
+    ) -> Result<Self> {
+        let mut norms = Self::new(encoder);
+        for batch in batches {
+            let out = capture(encoder, batch)?;
+            norms.accumulate(
+                &out.linear_inputs.unwrap_or_default(),
+                batch.lengths.as_deref(),
+            )?;
+            progress(batch);
+        }
+        Ok(norms)
     }
 
     /// Adds one forward pass's captured inputs. `lengths[b]` real tokens start sequence `b`
