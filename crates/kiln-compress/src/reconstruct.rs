@@ -191,25 +191,18 @@ impl NormalEquations {
     }
 }
 
-/// For block `kind` of layer `layer`: the input of its last Linear (`[B, S, k]`) and the
-/// residual it is added to (`[B, S, E]`), both batch-first.
+/// For block `kind` of a one-layer encoder ([`single_layer`]) run on `input` by [`capture`]:
+/// the input of the block's last Linear (`[B, S, k]`) and the residual it is added to
+/// (`[B, S, E]`), both batch-first.
 fn block_io<B: Backend>(
-    encoder: &TransformerEncoder<B>,
+    single: &TransformerEncoder<B>,
     out: &EncoderOutput<B>,
-    batch: &CalibrationBatch<B>,
-    layer: usize,
+    input: &CalibrationBatch<B>,
     kind: LinearKind,
 ) -> (Tensor<B, 3>, Tensor<B, 3>) {
-    let bf = encoder.config.batch_first;
-    let captured = &out.linear_inputs.as_ref().expect("asked for")[layer];
-    let l = &encoder.layers[layer];
-    let layer_input = || match layer {
-        0 => batch_first(batch.src.clone(), bf),
-        i => batch_first(
-            out.hidden_states.as_ref().expect("asked for")[i - 1].clone(),
-            bf,
-        ),
-    };
+    let captured = &out.linear_inputs.as_ref().expect("asked for")[0];
+    let l = &single.layers[0];
+    let layer_input = || batch_first(input.src.clone(), single.config.batch_first);
     match (kind, l.norm_first) {
         // x = x + sa(norm1(x)): the residual is the layer input.
         (LinearKind::OutProj, true) => (captured.out_proj.clone(), layer_input()),
@@ -303,7 +296,7 @@ pub fn reconstruct<B: Backend>(
         for input in teacher_inputs.iter_mut() {
             let out = capture(&teacher_layer, input)?;
             targets.push(blocks.map(|kind| {
-                let (x, residual) = block_io(&teacher_layer, &out, input, 0, kind);
+                let (x, residual) = block_io(&teacher_layer, &out, input, kind);
                 residual + block_linear(&teacher_layer, 0, kind).forward(x)
             }));
             *input = with_src(input, layer_output(&out));
@@ -317,7 +310,7 @@ pub fn reconstruct<B: Backend>(
             let mut squared_error_before = 0.0f64;
             for (input, target) in student_inputs.iter().zip(&targets) {
                 let out = capture(&student_layer, input)?;
-                let (x, residual) = block_io(&student_layer, &out, input, 0, kind);
+                let (x, residual) = block_io(&student_layer, &out, input, kind);
                 let dims = x.dims();
                 let rows = dims[0] * dims[1];
                 let (keep, real) =
