@@ -542,3 +542,63 @@ fn minilm_magnitude_20_percent_keeps_cosine_and_shrunk_minilm_round_trips() {
         "never writes over the source"
     );
 }
+
+#[test]
+fn text_distillation_matches_a_deterministic_teacher_with_dropout_off() {
+    // A student equal to the teacher: with dropout off (the default) both loss terms are zero,
+    // so distillation starts from the teacher's own function; with `dropout` on, the same
+    // student has a loss it can never remove. The trained model keeps its configured rate.
+    let device = cpu_device();
+    let teacher = TextEncoder::<Cpu>::from_dir(minilm_dir(), &device).unwrap();
+    let lines: Vec<String> = [
+        "A short line.",
+        "The second line of this batch is a good deal longer than the first one.",
+        "Three.",
+        "Padding is left out of the hidden-state loss.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let first_loss = |dropout: bool, losses: &[text::TextLoss]| {
+        let student = TextEncoder::<CpuAutodiff>::from_dir(minilm_dir(), &device).unwrap();
+        let cfg = FinetuneConfig::new()
+            .with_steps(1)
+            .with_learning_rate(1e-9)
+            .with_warmup_steps(0)
+            .with_dropout(dropout);
+        let (trained, records) = text::distill(
+            student,
+            &teacher,
+            &lines,
+            &lines[..2],
+            4,
+            losses,
+            &cfg,
+            None,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(records.len(), 2);
+        let rate = teacher.config.hidden_dropout_prob;
+        assert!(rate > 0.0);
+        assert_eq!(trained.model.embeddings.dropout.prob, rate);
+        assert!(trained
+            .model
+            .encoder
+            .layers
+            .iter()
+            .all(|l| l.dropout1.prob == rate && l.self_attn.dropout.prob == rate));
+        records[1].loss.unwrap()
+    };
+    let both = [text::TextLoss::Cosine, text::TextLoss::Layers];
+    let without = first_loss(false, &both);
+    assert!(
+        without.abs() < 1e-6,
+        "loss of the teacher's own copy: {without}"
+    );
+    let with_dropout_cosine = first_loss(true, &[text::TextLoss::Cosine]);
+    let with_dropout_layers = first_loss(true, &[text::TextLoss::Layers]);
+    assert!(
+        with_dropout_cosine > 1e-4 && with_dropout_layers > 1e-3,
+        "dropout noise: cosine {with_dropout_cosine}, layers {with_dropout_layers}"
+    );
+}

@@ -14,9 +14,11 @@ use kiln_compress::calibration::CalibrationBatch;
 use kiln_compress::distill::{FinetuneConfig, StepRecord};
 use kiln_compress::importance::{activation_importance, weight_norm_importance, Importance};
 use kiln_compress::metrics::Fidelity;
+use kiln_compress::obs::{obs_plan, InputGrams};
 use kiln_compress::plain::RandomInputs;
 use kiln_compress::reconstruct::{reconstruct, LinearFit, ReconstructConfig};
 use kiln_compress::structured::{shrink, StructurePlan};
+use kiln_compress::text::TextLoss;
 use kiln_compress::unstructured::{
     prune_unstructured, sparsity_report, PruningMasks, UnstructuredMethod,
 };
@@ -121,7 +123,12 @@ pub struct PruneArgs {
     /// reproduce the original ones on --data (text) or random inputs (plain); no gradient steps.
     #[arg(long)]
     pub reconstruct: bool,
-    /// Ridge factor of --reconstruct, relative to the mean diagonal of X^T X.
+    /// heads/ffn: within each layer, choose which heads and neurons go by Optimal Brain Surgeon
+    /// on the calibration data (those the least-squares update of the rest makes up for best);
+    /// how many each layer loses still follows --importance. Best with --reconstruct.
+    #[arg(long)]
+    pub obs: bool,
+    /// Ridge factor of --reconstruct and --obs, relative to the mean diagonal of X^T X.
     #[arg(long, default_value_t = 1e-3)]
     pub ridge: f64,
     /// Distillation steps after pruning (0: none). Text models need --data.
@@ -133,6 +140,22 @@ pub struct PruneArgs {
     /// Evaluate on the held-out set every N steps (0: before and after only).
     #[arg(long, default_value_t = 0)]
     pub eval_every: usize,
+    /// Text models: what distillation matches; `cosine,layers` adds both.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cosine")]
+    pub distill_loss: Vec<DistillLossChoice>,
+    /// Keep dropout on in the student while distilling (off by default: the teacher is
+    /// deterministic, and dropout noise made distillation drift away from it).
+    #[arg(long)]
+    pub dropout: bool,
+}
+
+/// `--distill-loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistillLossChoice {
+    /// 1 - cosine of the pooled sentence embeddings.
+    Cosine,
+    /// MSE of every layer's hidden states on the real tokens (TinyBERT).
+    Layers,
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +307,11 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
             "--method: give one unstructured method (magnitude, global-magnitude, random, wanda) or heads and/or ffn",
         ));
     }
+    if args.obs && !structured {
+        return Err(usage(
+            "--obs chooses the heads or neurons to remove: use it with --method heads and/or ffn",
+        ));
+    }
     if args.reconstruct && !structured {
         return Err(usage(
             "--reconstruct refits a model whose heads or neurons were removed: use it with --method heads and/or ffn",
@@ -317,6 +345,9 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
         }
         if args.reconstruct {
             return Err(usage("--reconstruct needs --data (calibration text lines)"));
+        }
+        if args.obs {
+            return Err(usage("--obs needs --data (calibration text lines)"));
         }
     }
     let selection = select(source.backend)?;
@@ -374,6 +405,16 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
     Ok(())
 }
 
+fn text_losses(choices: &[DistillLossChoice]) -> Vec<TextLoss> {
+    choices
+        .iter()
+        .map(|choice| match choice {
+            DistillLossChoice::Cosine => TextLoss::Cosine,
+            DistillLossChoice::Layers => TextLoss::Layers,
+        })
+        .collect()
+}
+
 fn finetune_config(args: &PruneArgs) -> FinetuneConfig {
     FinetuneConfig::new()
         .with_steps(args.finetune_steps)
@@ -381,6 +422,7 @@ fn finetune_config(args: &PruneArgs) -> FinetuneConfig {
         .with_eval_every(args.eval_every)
         .with_seed(args.source.seed)
         .with_warmup_steps((args.finetune_steps / 10).min(100))
+        .with_dropout(args.dropout)
 }
 
 fn step_printer(bar: &ProgressBar) -> impl FnMut(&StepRecord) + '_ {
@@ -428,11 +470,13 @@ fn unstructured_method(method: PruneMethod, seed: u64) -> UnstructuredMethod {
 
 /// The data-dependent steps, computed on demand: Michel et al.'s gradient importance of the
 /// model being pruned, and, from the original model on calibration data, Wanda's activation
-/// norms, activation importance and the layer-wise reconstruction of a shrunk copy.
+/// norms, activation importance, OBS's Gram matrices and the layer-wise reconstruction of a
+/// shrunk copy.
 struct Scorers<'a, B: AutodiffBackend> {
     gradient: GradientStep<'a, B>,
     norms: Lazy<'a, ActivationNorms>,
     activation: Lazy<'a, Importance>,
+    obs: Lazy<'a, InputGrams>,
     reconstruct: Step<'a, TransformerEncoder<B::InnerBackend>, Vec<LinearFit>>,
 }
 
@@ -511,7 +555,10 @@ fn prune_encoder<B: AutodiffBackend>(
         ImportanceChoice::Gradient => (scorers.gradient)(&encoder)?,
         ImportanceChoice::Activation => (scorers.activation)()?,
     };
-    let plan = structure_plan(args, &encoder, &scores)?;
+    let mut plan = structure_plan(args, &encoder, &scores)?;
+    if args.obs {
+        plan = obs_plan(&encoder, &(scorers.obs)()?, &plan, args.ridge)?;
+    }
     let mut encoder = shrink(encoder, &plan)?;
     let fits = if args.reconstruct {
         let fits = (scorers.reconstruct)(encoder.valid())?;
@@ -627,6 +674,13 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
             bar.finish_and_clear();
             scores
         }),
+        obs: Box::new(|| {
+            let batches = calibration()?;
+            let bar = bar(batches.len() as u64, "batches (OBS)");
+            let grams = InputGrams::collect(&teacher.model.encoder, &batches, || bar.inc(1));
+            bar.finish_and_clear();
+            grams
+        }),
         reconstruct: Box::new(|shrunk| {
             reconstruct_with_progress(args, &teacher.model.encoder, shrunk, &calibration()?)
         }),
@@ -646,6 +700,7 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
             &train,
             &heldout,
             source.batch_size,
+            &text_losses(&args.distill_loss),
             config,
             masks,
             on_step,
@@ -707,6 +762,13 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
             let scores = activation_importance(&teacher, &batches, || bar.inc(1));
             bar.finish_and_clear();
             scores
+        }),
+        obs: Box::new(|| {
+            let batches = calibration();
+            let bar = bar(batches.len() as u64, "batches (OBS)");
+            let grams = InputGrams::collect(&teacher, &batches, || bar.inc(1));
+            bar.finish_and_clear();
+            grams
         }),
         reconstruct: Box::new(|shrunk| {
             reconstruct_with_progress(args, &teacher, shrunk, &calibration())

@@ -137,6 +137,26 @@ fn heads_and_ffn_pruning_shrinks_a_plain_encoder_that_forward_loads() {
         fidelity(&plain_shrink)
     );
     forward_runs(&out);
+
+    // --obs keeps each layer's counts (they follow --importance) and chooses which ones; the
+    // result loads. Without heads/ffn it is a usage error.
+    let out = tmp.path().join("obs");
+    let by_obs = prune_plain(&out, &[&args[..], &["--obs", "--reconstruct"]].concat());
+    assert_eq!(by_obs["layer_heads"], report["layer_heads"]);
+    assert_eq!(
+        by_obs["layer_dim_feedforward"],
+        report["layer_dim_feedforward"]
+    );
+    assert!(fidelity(&by_obs) > fidelity(&plain_shrink), "{by_obs}");
+    forward_runs(&out);
+    let line = fails_one_line(
+        kiln()
+            .args(["prune", "--method", "magnitude", "--rate", "0.2", "--obs"])
+            .args(["--config", "c.json", "--weights", "w.safetensors", "--out"])
+            .arg(tmp.path().join("never")),
+        2,
+    );
+    assert!(line.contains("--obs"), "{line}");
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!   by one forward pass that captures every Linear layer's input;
 //! - [`structured`]: removal of whole attention heads and feed-forward neurons that physically
 //!   shrinks the matrices ([`structured::shrink`]), by importance ([`importance`]: Michel et
-//!   al. 2019's gradient score, or weight norms);
+//!   al. 2019's gradient score, or weight norms), optionally with [`obs`] choosing which heads
+//!   and neurons of each layer go (Optimal Brain Surgeon on calibration data);
 //! - [`reconstruct`]: after structured pruning, a layer-by-layer least-squares refit of `out_proj`
 //!   and `linear2` so the shrunk layers reproduce the original ones on [`calibration`] data;
 //! - [`distill`]: fine-tuning to recover by knowledge distillation from the unpruned teacher,
@@ -34,6 +35,7 @@ pub mod distill;
 pub mod error;
 pub mod importance;
 pub mod metrics;
+pub mod obs;
 pub mod plain;
 pub mod quantize;
 pub mod reconstruct;

@@ -162,5 +162,12 @@ pub fn distill<B: AutodiffBackend>(
             &output_rows(model, heldout, heldout_batches)?,
         ))
     };
-    finetune(student, config, masks, &device, loss, eval, on_step)
+    let dropout = student.config.dropout;
+    let student = if config.dropout {
+        student
+    } else {
+        student.without_dropout()
+    };
+    let (student, records) = finetune(student, config, masks, &device, loss, eval, on_step)?;
+    Ok((student.with_dropout(dropout), records))
 }

@@ -1,9 +1,9 @@
 //! Compression of sentence encoders (`kiln-text`): gradient importance on text, distillation
-//! on unlabeled lines with a cosine loss on the pooled embeddings, and fidelity on held-out
-//! sentences.
+//! on unlabeled lines (cosine of the pooled embeddings and/or hidden-state MSE), and fidelity
+//! on held-out sentences.
 
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use kiln_text::{BertModel, TextEncoder, TokenizedText};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -123,11 +123,23 @@ pub fn fidelity<B: burn::tensor::backend::Backend>(
     Ok(Fidelity::between(&expected, &got))
 }
 
+/// What text distillation makes the student match (the chosen terms are added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextLoss {
+    /// `1 - cosine` between the student's and the teacher's sentence embeddings (pooled and
+    /// normalised as `embed` returns them).
+    Cosine,
+    /// Mean squared error of every layer's output on the real tokens, averaged over layers
+    /// (TinyBERT's hidden-state loss; pruning keeps the number of layers, so layer `l` of the
+    /// student learns from layer `l` of the teacher).
+    Layers,
+}
+
 /// Distils `teacher` into `student` (a pruned copy on the autodiff backend): each step draws
-/// `batch_size` lines of `train` (shuffled per epoch, seeded) and minimises `1 - cosine` between
-/// the student's and the teacher's sentence embeddings; `masks` keep unstructured-pruned weights
-/// at zero. Evaluates on `heldout` (fidelity to the teacher) before, every `eval_every` steps and
-/// after.
+/// `batch_size` lines of `train` (shuffled per epoch, seeded) and minimises the sum of `losses`
+/// between the student and the teacher; `masks` keep unstructured-pruned weights at zero.
+/// Dropout is off while training unless `config.dropout`. Evaluates on `heldout` (fidelity to
+/// the teacher) before, every `eval_every` steps and after.
 #[allow(clippy::too_many_arguments)]
 pub fn distill<B: AutodiffBackend>(
     mut student: TextEncoder<B>,
@@ -135,6 +147,7 @@ pub fn distill<B: AutodiffBackend>(
     train: &[String],
     heldout: &[String],
     batch_size: usize,
+    losses: &[TextLoss],
     config: &FinetuneConfig,
     masks: Option<&PruningMasks>,
     on_step: impl FnMut(&StepRecord),
@@ -142,6 +155,11 @@ pub fn distill<B: AutodiffBackend>(
     if train.is_empty() || heldout.is_empty() {
         return Err(CompressError::Invalid(
             "distillation needs training lines and held-out lines".into(),
+        ));
+    }
+    if losses.is_empty() {
+        return Err(CompressError::Invalid(
+            "distillation needs at least one loss term".into(),
         ));
     }
     let train_tokens = teacher.tokenize(train)?;
@@ -159,44 +177,84 @@ pub fn distill<B: AutodiffBackend>(
         }
         order.drain(..batch_size.min(order.len())).collect()
     };
-    // The teacher's embedding of each training line, computed the first time the line is drawn
-    // and reused in later epochs (the teacher does not change).
-    let mut targets: Vec<Option<Vec<f32>>> = vec![None; train_tokens.len()];
+    let (cosine, layers) = (
+        losses.contains(&TextLoss::Cosine),
+        losses.contains(&TextLoss::Layers),
+    );
     let device = student.device().clone();
     let frame = &student;
     let loss = |model: &BertModel<B>, _step: usize| -> Result<Tensor<B, 1>> {
-        let batch = next_batch();
-        let missing: Vec<usize> = batch
-            .iter()
-            .copied()
-            .filter(|&i| targets[i].is_none())
+        let texts: Vec<TokenizedText> = next_batch()
+            .into_iter()
+            .map(|i| train_tokens[i].clone())
             .collect();
-        if !missing.is_empty() {
-            let texts: Vec<TokenizedText> =
-                missing.iter().map(|&i| train_tokens[i].clone()).collect();
-            for (i, row) in missing
-                .iter()
-                .zip(embed_with(teacher, &teacher.model, &texts)?)
-            {
-                targets[*i] = Some(row);
-            }
+        let batch = frame.batch_tensors(&texts);
+        let target_batch = teacher.batch_tensors(&texts);
+        let target = teacher.model.forward(
+            target_batch.input_ids,
+            target_batch.token_type_ids,
+            &target_batch.lengths,
+            |input| input.output_hidden_states(layers),
+        )?;
+        let out = model.forward(
+            batch.input_ids.clone(),
+            batch.token_type_ids.clone(),
+            &batch.lengths,
+            |input| input.output_hidden_states(layers),
+        )?;
+        let mut total = Tensor::<B, 1>::zeros([1], &device);
+        if layers {
+            let (got, want) = (
+                out.hidden_states.clone().unwrap_or_default(),
+                target.hidden_states.unwrap_or_default(),
+            );
+            total = total + hidden_state_mse(&got, &want, &batch);
         }
-        let dim = targets[batch[0]].as_ref().map_or(0, Vec::len);
-        let rows: Vec<f32> = batch
-            .iter()
-            .flat_map(|&i| targets[i].clone().unwrap_or_default())
-            .collect();
-        let target = Tensor::<B, 2>::from_data(TensorData::new(rows, [batch.len(), dim]), &device);
-        let texts: Vec<TokenizedText> = batch.iter().map(|&i| train_tokens[i].clone()).collect();
-        let pooled = frame.embed_batch_with(model, &frame.batch_tensors(&texts))?;
-        Ok(cosine_loss(pooled, target))
+        if cosine {
+            let pooled = frame.pool(out.output, batch.padding.clone());
+            let wanted = teacher.pool(target.output, target_batch.padding);
+            total = total + cosine_loss(pooled, Tensor::from_inner(wanted));
+        }
+        Ok(total)
     };
     let eval = |model: &BertModel<B::InnerBackend>| -> Result<Fidelity> {
         let got = embed_with(teacher, model, &heldout_tokens)?;
         Ok(Fidelity::between(&expected, &got))
     };
-    let model = student.model.clone();
+    let dropout = student.config.hidden_dropout_prob;
+    let model = if config.dropout {
+        student.model.clone()
+    } else {
+        student.model.clone().without_dropout()
+    };
     let (model, records) = finetune(model, config, masks, &device, loss, eval, on_step)?;
-    student.model = model;
+    student.model = model.with_dropout(dropout);
     Ok((student, records))
+}
+
+/// Mean over layers of the squared error per real token and feature between the student's
+/// hidden states `got` and the teacher's `want` (padding excluded).
+///
+/// # Shapes
+/// - `got[l]`, `want[l]`: `[B, S, E]`; `batch.padding`: `[B, S]` (`true` = padding)
+fn hidden_state_mse<B: AutodiffBackend>(
+    got: &[Tensor<B, 3>],
+    want: &[Tensor<B::InnerBackend, 3>],
+    batch: &kiln_text::BatchTensors<B>,
+) -> Tensor<B, 1> {
+    let device = batch.padding.device();
+    let real = batch
+        .padding
+        .clone()
+        .bool_not()
+        .float()
+        .unsqueeze_dim::<3>(2); // [B, S, 1]
+    let width = got.first().map_or(1, |h| h.dims()[2]);
+    let count = (batch.lengths.iter().sum::<usize>() * width).max(1) as f64;
+    let mut total = Tensor::<B, 1>::zeros([1], &device);
+    for (student, teacher) in got.iter().zip(want) {
+        let diff = (student.clone() - Tensor::from_inner(teacher.clone())) * real.clone();
+        total = total + diff.powi_scalar(2).sum().div_scalar(count);
+    }
+    total.div_scalar(got.len().max(1) as f64)
 }

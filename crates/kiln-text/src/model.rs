@@ -161,9 +161,15 @@ impl<B: Backend> BertModel<B> {
 
     /// The same model with every dropout probability set to 0, so that on an autodiff backend
     /// the forward is a fixed function (see [`kiln::TransformerEncoder::without_dropout`]).
-    pub fn without_dropout(mut self) -> Self {
-        self.embeddings.dropout.prob = 0.0;
-        self.encoder = self.encoder.without_dropout();
+    pub fn without_dropout(self) -> Self {
+        self.with_dropout(0.0)
+    }
+
+    /// The same model with every dropout probability set to `prob` (BERT's layout uses one
+    /// rate, `hidden_dropout_prob`, for embeddings and layers).
+    pub fn with_dropout(mut self, prob: f64) -> Self {
+        self.embeddings.dropout.prob = prob;
+        self.encoder = self.encoder.with_dropout(prob);
         self
     }
 

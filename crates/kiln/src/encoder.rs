@@ -406,13 +406,19 @@ impl<B: Backend> TransformerEncoder<B> {
     /// The same model with every dropout probability set to 0. On an autodiff backend dropout
     /// is active (training); this makes the forward a fixed function there, as attributions and
     /// other gradients of a trained model need (`model.eval()` in PyTorch).
-    pub fn without_dropout(mut self) -> Self {
-        self.config.dropout = 0.0;
+    pub fn without_dropout(self) -> Self {
+        self.with_dropout(0.0)
+    }
+
+    /// The same model with every dropout probability set to `prob` (in `[0, 1)`), e.g. to turn
+    /// dropout back on after [`Self::without_dropout`].
+    pub fn with_dropout(mut self, prob: f64) -> Self {
+        self.config.dropout = prob;
         for layer in &mut self.layers {
-            layer.dropout.prob = 0.0;
-            layer.dropout1.prob = 0.0;
-            layer.dropout2.prob = 0.0;
-            layer.self_attn.dropout.prob = 0.0;
+            layer.dropout.prob = prob;
+            layer.dropout1.prob = prob;
+            layer.dropout2.prob = prob;
+            layer.self_attn.dropout.prob = prob;
         }
         self
     }
