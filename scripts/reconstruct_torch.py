@@ -10,7 +10,12 @@ layer's attention-output and FFN-output dense layers by ridge least squares, lay
 that residual + W x + b matches the original model's pre-LayerNorm sum. Prints the held-out
 fidelity after masking and after the refit (mean / min cosine, Spearman of pairwise similarities).
 
-    python scripts/reconstruct_torch.py [--rate 0.3] [--ridge 1e-3]
+`--select obs` is `kiln prune --obs`: each layer keeps as many heads as above, but which heads
+and neurons go is chosen by greedy Optimal Brain Surgeon on the Gram matrix of the original
+model's out_proj / FFN-output inputs (bias column appended): remove the group G with the least
+tr(W_G^T (Hinv_GG)^-1 W_G), update W and Hinv, repeat.
+
+    python scripts/reconstruct_torch.py [--rate 0.3] [--ridge 1e-3] [--select score|obs]
         [--calibration .cache/compression/train.txt] [--heldout .cache/data/fortunes_heldout.txt]
 
 Needs torch, sentence-transformers and scipy (not needed by CI).
@@ -32,8 +37,11 @@ p.add_argument("--ridge", type=float, default=1e-3)
 p.add_argument("--model", default=".cache/models/all-MiniLM-L6-v2")
 p.add_argument("--calibration", default=".cache/compression/train.txt")
 p.add_argument("--heldout", default=".cache/data/fortunes_heldout.txt")
+p.add_argument("--select", choices=["score", "obs"], default="score",
+               help="which heads/neurons of each layer go: lowest score, or OBS (kiln prune --obs)")
+p.add_argument("--threads", type=int, default=2)
 args = p.parse_args()
-torch.set_num_threads(2)
+torch.set_num_threads(args.threads)
 
 calibration = read_lines(args.calibration)
 heldout = read_lines(args.heldout)
@@ -55,15 +63,21 @@ def batches():
 head_sq = torch.zeros(layers, heads, dtype=torch.float64)
 neuron_sq = torch.zeros(layers, bert.config.intermediate_size, dtype=torch.float64)
 real = {}
+grams = {}
 hooks = []
 for l, layer in enumerate(bert.encoder.layer):
     def attention_output(module, inputs, output, l=l):
         c, w = inputs[0][real["mask"]].double(), module.weight.double()
+        ca = torch.cat([c, torch.ones(len(c), 1, dtype=torch.float64)], 1)
+        grams[("attention", l)] = grams.get(("attention", l), 0) + ca.T @ ca
         for h in range(heads):
             cols = slice(h * head_dim, (h + 1) * head_dim)
             head_sq[l, h] += ((c[:, cols] @ w[:, cols].T) ** 2).sum()
     def ffn_output(module, inputs, output, l=l):
         neuron_sq[l] += (inputs[0][real["mask"]].double() ** 2).sum(0)
+        x = inputs[0][real["mask"]].double()
+        xa = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+        grams[("ffn", l)] = grams.get(("ffn", l), 0) + xa.T @ xa
     hooks += [layer.attention.output.dense.register_forward_hook(attention_output),
               layer.output.dense.register_forward_hook(ffn_output)]
 with torch.inference_mode():
@@ -88,6 +102,69 @@ for _, l, h in ranked:
 width = neuron_scores.shape[1]
 kept_neurons = [sorted(neuron_scores[l].argsort(stable=True)[round(args.rate * width):].tolist())
                 for l in range(layers)]
+
+
+def obs_remove(gram, weight, groups, remove, ridge):
+    """Greedy OBS: removes `remove` of `groups` (lists of input columns) from `weight` [out, in]
+    (bias column appended, never removed), each time the group whose removal, with the optimal
+    update of the rest, adds least squared error. Returns the kept group indices."""
+    n = gram.shape[0]
+    h = gram.clone()
+    h[range(n - 1), range(n - 1)] += ridge * h.diagonal()[:-1].mean()
+    hinv = torch.linalg.inv(h)
+    w = weight.clone()
+    alive = list(range(len(groups)))
+    for _ in range(remove):
+        best, best_cost = None, None
+        for g in alive:
+            cols = groups[g]
+            block = hinv[cols][:, cols]
+            wg = w[:, cols]
+            cost = torch.trace(wg @ torch.linalg.solve(block, wg.T)) if len(cols) > 1 else (wg[:, 0] ** 2).sum() / block[0, 0]
+            if best_cost is None or cost < best_cost:
+                best, best_cost = g, cost
+        cols = groups[best]
+        block_inv = torch.linalg.inv(hinv[cols][:, cols])
+        w -= w[:, cols] @ block_inv @ hinv[cols, :]
+        hinv -= hinv[:, cols] @ block_inv @ hinv[cols, :]
+        alive.remove(best)
+    return sorted(alive)
+
+
+def obs_neurons(l):
+    layer = bert.encoder.layer[l]
+    w = torch.cat([layer.output.dense.weight.double(), layer.output.dense.bias.double()[:, None]], 1)
+    gram, n = grams[("ffn", l)], width
+    # Vectorised single-column greedy.
+    h = gram.clone()
+    h[range(n), range(n)] += args.ridge * h.diagonal()[:-1].mean()
+    hinv = torch.linalg.inv(h)
+    alive = torch.ones(n + 1, dtype=torch.bool)
+    for _ in range(round(args.rate * width)):
+        cost = (w ** 2).sum(0) / hinv.diagonal()
+        cost[~alive] = float("inf")
+        cost[n] = float("inf")
+        j = int(cost.argmin())
+        w -= torch.outer(w[:, j], hinv[j, :]) / hinv[j, j]
+        hinv -= torch.outer(hinv[:, j], hinv[j, :]) / hinv[j, j]
+        alive[j] = False
+    return [j for j in range(n) if alive[j]]
+
+
+def obs_heads(l, count):
+    layer = bert.encoder.layer[l]
+    dense = layer.attention.output.dense
+    w = torch.cat([dense.weight.double(), dense.bias.double()[:, None]], 1)
+    groups = [list(range(h * head_dim, (h + 1) * head_dim)) for h in range(heads)]
+    return obs_remove(grams[("attention", l)], w, groups, heads - count, args.ridge)
+
+
+if args.select == "obs":
+    kept_neurons = [obs_neurons(l) for l in range(layers)]
+    counts = [sum(k) for k in keep]  # how many heads each layer keeps follows the scores
+    for l in range(layers):
+        kept = obs_heads(l, counts[l])
+        keep[l] = [h in kept for h in range(heads)]
 student = pruned[0].auto_model
 with torch.no_grad():
     for l, layer in enumerate(student.encoder.layer):
