@@ -92,6 +92,8 @@ fn heads_and_ffn_pruning_shrinks_a_plain_encoder_that_forward_loads() {
     assert_eq!(report["layer_dim_feedforward"], serde_json::json!([16, 16]));
     let steps = report["finetune_steps"].as_array().unwrap();
     assert_eq!(steps.len(), 3);
+    assert_eq!(report["distillation"]["loss"], serde_json::json!(["mse"]));
+    assert_eq!(report["distillation"]["dropout"], false);
     assert!(steps
         .iter()
         .all(|s| s["loss"].as_f64().unwrap().is_finite() && !s["eval"].is_null()));
@@ -142,6 +144,10 @@ fn heads_and_ffn_pruning_shrinks_a_plain_encoder_that_forward_loads() {
     // result loads. Without heads/ffn it is a usage error.
     let out = tmp.path().join("obs");
     let by_obs = prune_plain(&out, &[&args[..], &["--obs", "--reconstruct"]].concat());
+    assert_eq!(
+        (by_obs["obs"].as_bool(), report["obs"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(by_obs["layer_heads"], report["layer_heads"]);
     assert_eq!(
         by_obs["layer_dim_feedforward"],
@@ -316,6 +322,10 @@ fn pruned_text_model_loads_in_embed() {
     assert_eq!(
         report["layer_dim_feedforward"],
         serde_json::json!(vec![1075; 6])
+    );
+    assert_eq!(
+        report["distillation"]["loss"],
+        serde_json::json!(["cosine"])
     );
     for f in [
         "tokenizer.json",
