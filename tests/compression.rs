@@ -9,10 +9,12 @@ use kiln::{
     EncoderInput, HostTensor, KeyPaddingMask, TensorFile, TransformerEncoder,
     TransformerEncoderConfig,
 };
+use kiln_compress::calibration::statistics;
 use kiln_compress::distill::FinetuneConfig;
 use kiln_compress::importance::{
     activation_importance, weight_norm_importance, GradientImportance,
 };
+use kiln_compress::obs::InputGrams;
 use kiln_compress::plain::{self, RandomInputs};
 use kiln_compress::quantize::{self, int8_file, linear_weight_keys};
 use kiln_compress::reconstruct::{reconstruct, ReconstructConfig};
@@ -322,6 +324,43 @@ fn activation_importance_follows_what_each_head_and_neuron_contributes() {
         .with_heads(&scores, 0.125)
         .unwrap();
     assert_eq!(plan.heads[0], vec![0, 1, 3]);
+}
+
+#[test]
+fn one_calibration_pass_gives_the_same_importance_and_grams_as_two() {
+    let cfg = config().with_batch_first(true);
+    let encoder = model::<Cpu>(&cfg);
+    let inputs = RandomInputs {
+        batch: 3,
+        seq: 6,
+        seed: 11,
+    };
+    let mut batches = plain::calibration_batches(&encoder, &inputs, 2);
+    // Padding in one batch: its last tokens must count in neither statistic.
+    batches[1].lengths = Some(vec![6, 2, 4]);
+    let mut passes = 0;
+    let both = statistics(&encoder, &batches, true, true, || passes += 1).unwrap();
+    assert_eq!(passes, batches.len());
+    let importance = activation_importance(&encoder, &batches, || {}).unwrap();
+    let grams = InputGrams::collect(&encoder, &batches, || {}).unwrap();
+    assert_eq!(both.importance.as_ref(), Some(&importance));
+    let got = both.grams.expect("asked for");
+    for (a, b) in got.attention.iter().zip(&grams.attention) {
+        assert_eq!(a, b);
+    }
+    for (a, b) in got.ffn.iter().zip(&grams.ffn) {
+        assert_eq!(a, b);
+    }
+    // The bias corner counts the real tokens: 3*6 + (6+2+4).
+    assert_eq!(got.ffn[0][(40, 40)], 30.0);
+    assert_eq!(got.attention[1].shape(), (25, 25));
+    // Only what is asked for, and nothing at all without a forward pass.
+    let only = statistics(&encoder, &batches, false, true, || {}).unwrap();
+    assert!(only.importance.is_none() && only.grams.is_some());
+    let mut ran = false;
+    let none = statistics(&encoder, &[], false, false, || ran = true).unwrap();
+    assert!(none.importance.is_none() && none.grams.is_none() && !ran);
+    assert!(statistics(&encoder, &[], true, false, || {}).is_err());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `kiln prune` and `kiln quantize`: compress a text model or a plain encoder into a new
 //! directory that `kiln embed` / `kiln forward` load unchanged.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,11 +11,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln::{TransformerEncoder, TransformerEncoderConfig};
-use kiln_compress::calibration::CalibrationBatch;
+use kiln_compress::calibration::{statistics, CalibrationBatch, CalibrationStatistics};
 use kiln_compress::distill::{FinetuneConfig, StepRecord};
-use kiln_compress::importance::{activation_importance, weight_norm_importance, Importance};
+use kiln_compress::importance::{weight_norm_importance, Importance};
 use kiln_compress::metrics::Fidelity;
-use kiln_compress::obs::{obs_plan, InputGrams};
+use kiln_compress::obs::obs_plan;
 use kiln_compress::plain::RandomInputs;
 use kiln_compress::reconstruct::{reconstruct, LinearFit, ReconstructConfig};
 use kiln_compress::structured::{shrink, StructurePlan};
@@ -134,6 +135,13 @@ pub struct PruneArgs {
     /// Distillation steps after pruning (0: none). Text models need --data.
     #[arg(long, default_value_t = 0)]
     pub finetune_steps: usize,
+    #[command(flatten)]
+    pub distill: DistillSettings,
+}
+
+/// How a student learns from its teacher (`kiln prune --finetune-steps`, `kiln distill`).
+#[derive(Args, Debug, Clone)]
+pub struct DistillSettings {
     /// AdamW learning rate of the distillation.
     #[arg(long, default_value_t = 5e-5)]
     pub lr: f64,
@@ -147,6 +155,28 @@ pub struct PruneArgs {
     /// deterministic, and dropout noise made distillation drift away from it).
     #[arg(long)]
     pub dropout: bool,
+}
+
+/// `kiln distill`: the student is the source (`--model`, or `--config`/`--weights`).
+#[derive(Args, Debug)]
+pub struct DistillArgs {
+    #[command(flatten)]
+    pub source: CompressSource,
+    /// The teacher, a text model directory (with --model); usually the model the student was
+    /// pruned from. Same tokenizer and hidden size as the student.
+    #[arg(long, conflicts_with_all = ["teacher_config", "teacher_weights"], required_unless_present = "teacher_config")]
+    pub teacher: Option<PathBuf>,
+    /// A plain teacher encoder's config.json (with --config/--weights).
+    #[arg(long, requires = "teacher_weights")]
+    pub teacher_config: Option<PathBuf>,
+    /// The plain teacher encoder's model.safetensors.
+    #[arg(long, requires = "teacher_config")]
+    pub teacher_weights: Option<PathBuf>,
+    /// Distillation steps (one batch each).
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    #[command(flatten)]
+    pub distill: DistillSettings,
 }
 
 /// `--distill-loss`.
@@ -164,7 +194,7 @@ pub struct QuantizeArgs {
     pub source: CompressSource,
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(&format!(
@@ -175,7 +205,9 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn check_source(source: &CompressSource) -> Result<()> {
+/// Checks the shared arguments, and that `--out` is neither the directory of an input (the
+/// source's files and `other_inputs`, e.g. a teacher) nor inside a model directory.
+pub(crate) fn check_source(source: &CompressSource, other_inputs: &[&Path]) -> Result<()> {
     if source.batch_size == 0 || source.seq == 0 {
         return Err(usage("--batch-size and --seq must be at least 1"));
     }
@@ -183,9 +215,11 @@ fn check_source(source: &CompressSource) -> Result<()> {
         .into_iter()
         .flatten()
         .map(PathBuf::as_path)
+        .chain(other_inputs.iter().copied())
         .collect();
     for input in inputs {
-        let dir = if input.is_dir() {
+        let is_dir = input.is_dir();
+        let dir = if is_dir {
             input
         } else {
             input.parent().unwrap_or(Path::new("."))
@@ -197,15 +231,9 @@ fn check_source(source: &CompressSource) -> Result<()> {
         };
         let out = &source.out;
         let same = matches!((out.canonicalize(), dir.canonicalize()), (Ok(a), Ok(b)) if a == b);
-        if same || inside(&out.join("x"), dir) && source.model.is_some() {
+        if same || is_dir && inside(&out.join("x"), dir) {
             return Err(usage(format!(
                 "--out {} is the source model's directory (or inside it): kiln never writes over its inputs",
-                out.display()
-            )));
-        }
-        if same {
-            return Err(usage(format!(
-                "--out {} holds the input files: choose a new directory",
                 out.display()
             )));
         }
@@ -222,7 +250,7 @@ fn check_source(source: &CompressSource) -> Result<()> {
 }
 
 /// Training and held-out lines: `--heldout`, or the last 10% of `--data`.
-fn text_data(source: &CompressSource) -> Result<(Vec<String>, Vec<String>)> {
+pub(crate) fn text_data(source: &CompressSource) -> Result<(Vec<String>, Vec<String>)> {
     let mut train = match &source.data {
         Some(path) => read_lines(path)?,
         None => Vec::new(),
@@ -238,14 +266,14 @@ fn text_data(source: &CompressSource) -> Result<(Vec<String>, Vec<String>)> {
     Ok((train, heldout))
 }
 
-fn fidelity_json(f: &Option<Fidelity>) -> Value {
+pub(crate) fn fidelity_json(f: &Option<Fidelity>) -> Value {
     match f {
         Some(f) => json!(f),
         None => Value::Null,
     }
 }
 
-fn describe(f: &Fidelity) -> String {
+pub(crate) fn describe(f: &Fidelity) -> String {
     let spearman = f
         .spearman
         .map(|s| format!(", Spearman {s:.4}"))
@@ -264,7 +292,7 @@ fn dir_size(dir: &Path) -> u64 {
 
 /// Writes `OUT/kiln_compression.json` and, with `--json`, prints the report; returns whether
 /// the human summary is still to be printed.
-fn write_report(source: &CompressSource, report: &Value) -> Result<bool> {
+pub(crate) fn write_report(source: &CompressSource, report: &Value) -> Result<bool> {
     kiln::weights::write_atomic(
         &source.out.join("kiln_compression.json"),
         serde_json::to_string_pretty(report)?.as_bytes(),
@@ -291,7 +319,7 @@ struct Outcome {
 
 pub fn run_prune(args: &PruneArgs) -> Result<()> {
     let source = &args.source;
-    check_source(source)?;
+    check_source(source, &[])?;
     let structured = args
         .method
         .iter()
@@ -365,6 +393,7 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let after = outcome.steps.last().and_then(|r| r.eval);
     let report = json!({
+        "command": "prune",
         "kind": kind,
         "method": args.method.iter().map(|m| format!("{m:?}").to_lowercase()).collect::<Vec<_>>(),
         "rate": args.rate,
@@ -381,13 +410,8 @@ pub fn run_prune(args: &PruneArgs) -> Result<()> {
         "reconstruction": outcome.reconstruction,
         "fidelity_before_finetune": fidelity_json(&outcome.before_finetune),
         "fidelity_after_finetune": if args.finetune_steps > 0 { fidelity_json(&after) } else { Value::Null },
-        "distillation": (args.finetune_steps > 0).then(|| json!({
-            "lr": args.lr,
-            "batch_size": source.batch_size,
-            "loss": if kind == "text" { args.distill_loss.iter().map(|l| format!("{l:?}").to_lowercase()).collect::<Vec<_>>() } else { vec!["mse".to_string()] },
-            "dropout": args.dropout,
-        })),
-        "finetune_steps": outcome.steps.iter().filter(|r| r.step > 0).map(|r| json!({"step": r.step, "loss": r.loss, "eval": r.eval})).collect::<Vec<_>>(),
+        "distillation": (args.finetune_steps > 0).then(|| distillation_json(&args.distill, source, kind)),
+        "finetune_steps": crate::distill::step_records(&outcome.steps),
         "seconds": seconds,
         "out": source.out,
     });
@@ -422,14 +446,37 @@ fn text_losses(choices: &[DistillLossChoice]) -> Vec<TextLoss> {
         .collect()
 }
 
-fn finetune_config(args: &PruneArgs) -> FinetuneConfig {
+fn finetune_config(settings: &DistillSettings, steps: usize, seed: u64) -> FinetuneConfig {
     FinetuneConfig::new()
-        .with_steps(args.finetune_steps)
-        .with_learning_rate(args.lr)
-        .with_eval_every(args.eval_every)
-        .with_seed(args.source.seed)
-        .with_warmup_steps((args.finetune_steps / 10).min(100))
-        .with_dropout(args.dropout)
+        .with_steps(steps)
+        .with_learning_rate(settings.lr)
+        .with_eval_every(settings.eval_every)
+        .with_seed(seed)
+        .with_warmup_steps((steps / 10).min(100))
+        .with_dropout(settings.dropout)
+}
+
+/// The report's `distillation` entry.
+pub(crate) fn distillation_json(
+    settings: &DistillSettings,
+    source: &CompressSource,
+    kind: &str,
+) -> Value {
+    let loss: Vec<String> = if kind == "text" {
+        settings
+            .distill_loss
+            .iter()
+            .map(|l| format!("{l:?}").to_lowercase())
+            .collect()
+    } else {
+        vec!["mse".to_string()]
+    };
+    json!({
+        "lr": settings.lr,
+        "batch_size": source.batch_size,
+        "loss": loss,
+        "dropout": settings.dropout,
+    })
 }
 
 fn step_printer(bar: &ProgressBar) -> impl FnMut(&StepRecord) + '_ {
@@ -477,13 +524,12 @@ fn unstructured_method(method: PruneMethod, seed: u64) -> UnstructuredMethod {
 
 /// The data-dependent steps, computed on demand: Michel et al.'s gradient importance of the
 /// model being pruned, and, from the original model on calibration data, Wanda's activation
-/// norms, activation importance, OBS's Gram matrices and the layer-wise reconstruction of a
-/// shrunk copy.
+/// norms, activation importance and OBS's Gram matrices (one pass: `statistics(importance,
+/// grams)`), and the layer-wise reconstruction of a shrunk copy.
 struct Scorers<'a, B: AutodiffBackend> {
     gradient: GradientStep<'a, B>,
     norms: Lazy<'a, ActivationNorms>,
-    activation: Lazy<'a, Importance>,
-    obs: Lazy<'a, InputGrams>,
+    statistics: Step<'a, (bool, bool), CalibrationStatistics>,
     reconstruct: Step<'a, TransformerEncoder<B::InnerBackend>, Vec<LinearFit>>,
 }
 
@@ -494,6 +540,35 @@ type GradientStep<'a, B> =
     Box<dyn FnOnce(&TransformerEncoder<B>) -> kiln_compress::Result<Importance> + 'a>;
 /// A data-dependent step of [`Scorers`] that needs no input, run at most once.
 type Lazy<'a, Out> = Box<dyn FnOnce() -> kiln_compress::Result<Out> + 'a>;
+
+/// The calibration batches, built on first use and shared by the steps that read them.
+fn built_once<T>(
+    cell: &OnceCell<T>,
+    build: impl FnOnce() -> kiln_compress::Result<T>,
+) -> kiln_compress::Result<&T> {
+    if let Some(built) = cell.get() {
+        return Ok(built);
+    }
+    let built = build()?;
+    Ok(cell.get_or_init(|| built))
+}
+
+/// `kiln_compress::calibration::statistics` (activation importance, OBS's Gram matrices, as
+/// `wanted`) under a progress bar; builds no batches when nothing is wanted.
+fn statistics_with_progress<'b, B: Backend>(
+    teacher: &TransformerEncoder<B>,
+    (importance, grams): (bool, bool),
+    calibration: impl FnOnce() -> kiln_compress::Result<&'b Vec<CalibrationBatch<B>>>,
+) -> kiln_compress::Result<CalibrationStatistics> {
+    if !importance && !grams {
+        return Ok(CalibrationStatistics::default());
+    }
+    let batches = calibration()?;
+    let bar = bar(batches.len() as u64, "batches (calibration)");
+    let stats = statistics(teacher, batches, importance, grams, || bar.inc(1));
+    bar.finish_and_clear();
+    stats
+}
 
 /// `kiln_compress::reconstruct` under a progress bar.
 fn reconstruct_with_progress<B: Backend>(
@@ -557,14 +632,16 @@ fn prune_encoder<B: AutodiffBackend>(
             fits: Vec::new(),
         });
     }
+    let activation = args.importance == ImportanceChoice::Activation;
+    let statistics = (scorers.statistics)((activation, args.obs))?;
     let scores = match args.importance {
         ImportanceChoice::Norm => weight_norm_importance(&encoder),
         ImportanceChoice::Gradient => (scorers.gradient)(&encoder)?,
-        ImportanceChoice::Activation => (scorers.activation)()?,
+        ImportanceChoice::Activation => statistics.importance.expect("asked for"),
     };
     let mut plan = structure_plan(args, &encoder, &scores)?;
-    if args.obs {
-        plan = obs_plan(&encoder, &(scorers.obs)()?, &plan, args.ridge)?;
+    if let Some(grams) = &statistics.grams {
+        plan = obs_plan(&encoder, grams, &plan, args.ridge)?;
     }
     let mut encoder = shrink(encoder, &plan)?;
     let fits = if args.reconstruct {
@@ -584,9 +661,89 @@ fn prune_encoder<B: AutodiffBackend>(
     })
 }
 
-/// Runs `distill` under a progress bar when `--finetune-steps` > 0.
+/// `text::distill` of `student` from `teacher` on `(train, heldout)` lines for `steps` steps,
+/// under a progress bar (no steps: the student as it is).
+pub(crate) fn distill_text<B: AutodiffBackend>(
+    student: TextEncoder<B>,
+    teacher: &TextEncoder<B::InnerBackend>,
+    (train, heldout): (&[String], &[String]),
+    source: &CompressSource,
+    settings: &DistillSettings,
+    steps: usize,
+    masks: Option<&PruningMasks>,
+) -> Result<(TextEncoder<B>, Vec<StepRecord>)> {
+    finetune_with_progress(
+        settings,
+        steps,
+        source.seed,
+        student,
+        |student, config, on_step| {
+            text::distill(
+                student,
+                teacher,
+                train,
+                heldout,
+                source.batch_size,
+                &text_losses(&settings.distill_loss),
+                config,
+                masks,
+                on_step,
+            )
+        },
+    )
+}
+
+/// Random training and held-out inputs of a plain encoder (`--batch-size`, `--seq`, `--seed`)
+/// and the number of held-out batches.
+pub(crate) fn plain_inputs(source: &CompressSource) -> (RandomInputs, RandomInputs, usize) {
+    let train = RandomInputs {
+        batch: source.batch_size,
+        seq: source.seq,
+        seed: source.seed,
+    };
+    let heldout = RandomInputs {
+        seed: source.seed.wrapping_add(1 << 32),
+        ..train
+    };
+    (train, heldout, 4)
+}
+
+/// `plain::distill` of `student` from `teacher` on random inputs for `steps` steps, under a
+/// progress bar (no steps: the student as it is).
+pub(crate) fn distill_plain<B: AutodiffBackend>(
+    student: TransformerEncoder<B>,
+    teacher: &TransformerEncoder<B::InnerBackend>,
+    source: &CompressSource,
+    settings: &DistillSettings,
+    steps: usize,
+    masks: Option<&PruningMasks>,
+) -> Result<(TransformerEncoder<B>, Vec<StepRecord>)> {
+    let (train, heldout, heldout_batches) = plain_inputs(source);
+    finetune_with_progress(
+        settings,
+        steps,
+        source.seed,
+        student,
+        |student, config, on_step| {
+            plain::distill(
+                student,
+                teacher,
+                &train,
+                &heldout,
+                heldout_batches,
+                config,
+                masks,
+                on_step,
+            )
+        },
+    )
+}
+
+/// Runs `distill` for `steps` steps under a progress bar (nothing when `steps` is 0).
 fn finetune_with_progress<T>(
-    args: &PruneArgs,
+    settings: &DistillSettings,
+    steps: usize,
+    seed: u64,
     model: T,
     distill: impl FnOnce(
         T,
@@ -594,12 +751,12 @@ fn finetune_with_progress<T>(
         &mut dyn FnMut(&StepRecord),
     ) -> kiln_compress::Result<(T, Vec<StepRecord>)>,
 ) -> Result<(T, Vec<StepRecord>)> {
-    if args.finetune_steps == 0 {
+    if steps == 0 {
         return Ok((model, Vec::new()));
     }
-    let bar = bar(args.finetune_steps as u64, "steps");
+    let bar = bar(steps as u64, "steps");
     let mut printer = step_printer(&bar);
-    let result = distill(model, &finetune_config(args), &mut printer)?;
+    let result = distill(model, &finetune_config(settings, steps, seed), &mut printer)?;
     bar.finish_and_clear();
     Ok(result)
 }
@@ -656,7 +813,12 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
     let (train, heldout) = text_data(source)?;
     let params_before = burn::module::Module::num_params(&student.model);
 
-    let calibration = || text::calibration_batches(&teacher, &train, source.batch_size);
+    let batches = OnceCell::new();
+    let calibration = || {
+        built_once(&batches, || {
+            text::calibration_batches(&teacher, &train, source.batch_size)
+        })
+    };
     let scorers = Scorers {
         gradient: Box::new(|_: &TransformerEncoder<B>| {
             let bar = bar(train.len() as u64, "texts (importance)");
@@ -674,22 +836,11 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
             bar.finish_and_clear();
             norms
         }),
-        activation: Box::new(|| {
-            let batches = calibration()?;
-            let bar = bar(batches.len() as u64, "batches (importance)");
-            let scores = activation_importance(&teacher.model.encoder, &batches, || bar.inc(1));
-            bar.finish_and_clear();
-            scores
-        }),
-        obs: Box::new(|| {
-            let batches = calibration()?;
-            let bar = bar(batches.len() as u64, "batches (OBS)");
-            let grams = InputGrams::collect(&teacher.model.encoder, &batches, || bar.inc(1));
-            bar.finish_and_clear();
-            grams
+        statistics: Box::new(|wanted| {
+            statistics_with_progress(&teacher.model.encoder, wanted, calibration)
         }),
         reconstruct: Box::new(|shrunk| {
-            reconstruct_with_progress(args, &teacher.model.encoder, shrunk, &calibration()?)
+            reconstruct_with_progress(args, &teacher.model.encoder, shrunk, calibration()?)
         }),
     };
     let pruned = prune_encoder(args, student.model.encoder.clone(), scorers)?;
@@ -699,20 +850,15 @@ fn prune_text<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resul
     } else {
         Some(text::fidelity(&teacher, &student.model.valid(), &heldout)?)
     };
-    let (student, steps) = finetune_with_progress(args, student, |student, config, on_step| {
-        let masks = pruned.masks.as_ref();
-        text::distill(
-            student,
-            &teacher,
-            &train,
-            &heldout,
-            source.batch_size,
-            &text_losses(&args.distill_loss),
-            config,
-            masks,
-            on_step,
-        )
-    })?;
+    let (student, steps) = distill_text(
+        student,
+        &teacher,
+        (&train, &heldout),
+        source,
+        &args.distill,
+        args.finetune_steps,
+        pruned.masks.as_ref(),
+    )?;
     student
         .save_dir(&source.out)
         .context("cannot write the pruned model")?;
@@ -736,18 +882,18 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
     let student = crate::model_source::load_files::<B>(config, weights, device)?;
     let teacher = student.valid();
     let params_before = student.num_params();
-    let train = RandomInputs {
-        batch: source.batch_size,
-        seq: source.seq,
-        seed: source.seed,
-    };
-    let heldout = RandomInputs {
-        seed: source.seed.wrapping_add(1 << 32),
-        ..train
-    };
-    let heldout_batches = 4;
+    let (train, heldout, heldout_batches) = plain_inputs(source);
 
-    let calibration = || plain::calibration_batches(&teacher, &train, args.importance_batches);
+    let batches = OnceCell::new();
+    let calibration = || {
+        built_once(&batches, || {
+            Ok(plain::calibration_batches(
+                &teacher,
+                &train,
+                args.importance_batches,
+            ))
+        })
+    };
     let scorers = Scorers {
         gradient: Box::new(|student: &TransformerEncoder<B>| {
             let bar = bar(args.importance_batches as u64, "batches (importance)");
@@ -763,22 +909,9 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
             bar.finish_and_clear();
             norms
         }),
-        activation: Box::new(|| {
-            let batches = calibration();
-            let bar = bar(batches.len() as u64, "batches (importance)");
-            let scores = activation_importance(&teacher, &batches, || bar.inc(1));
-            bar.finish_and_clear();
-            scores
-        }),
-        obs: Box::new(|| {
-            let batches = calibration();
-            let bar = bar(batches.len() as u64, "batches (OBS)");
-            let grams = InputGrams::collect(&teacher, &batches, || bar.inc(1));
-            bar.finish_and_clear();
-            grams
-        }),
+        statistics: Box::new(|wanted| statistics_with_progress(&teacher, wanted, calibration)),
         reconstruct: Box::new(|shrunk| {
-            reconstruct_with_progress(args, &teacher, shrunk, &calibration())
+            reconstruct_with_progress(args, &teacher, shrunk, calibration()?)
         }),
     };
     let pruned = prune_encoder(args, student, scorers)?;
@@ -789,19 +922,14 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
         &heldout,
         heldout_batches,
     )?);
-    let (student, steps) = finetune_with_progress(args, student, |student, config, on_step| {
-        let masks = pruned.masks.as_ref();
-        plain::distill(
-            student,
-            &teacher,
-            &train,
-            &heldout,
-            heldout_batches,
-            config,
-            masks,
-            on_step,
-        )
-    })?;
+    let (student, steps) = distill_plain(
+        student,
+        &teacher,
+        source,
+        &args.distill,
+        args.finetune_steps,
+        pruned.masks.as_ref(),
+    )?;
     student
         .save_dir(&source.out)
         .context("cannot write the pruned model")?;
@@ -818,7 +946,7 @@ fn prune_plain<B: AutodiffBackend>(args: &PruneArgs, device: &B::Device) -> Resu
 
 pub fn run_quantize(args: &QuantizeArgs) -> Result<()> {
     let source = &args.source;
-    check_source(source)?;
+    check_source(source, &[])?;
     let selection = select(source.backend)?;
     announce(&selection);
     let report = with_backend!(selection.backend, |B, device| quantize_model::<B>(

@@ -7,6 +7,7 @@ mod backend_select;
 mod bench;
 mod classify;
 mod compress;
+mod distill;
 mod embed;
 mod explain;
 mod forward;
@@ -47,6 +48,9 @@ enum Command {
     /// Prune a text model or encoder (unstructured, or heads/feed-forward neurons that shrink
     /// it), optionally distilling from the original to recover; writes a loadable directory.
     Prune(compress::PruneArgs),
+    /// Distil a (pruned) student from a teacher: fine-tuning to recover on its own, e.g. to
+    /// continue what `prune --finetune-steps` started.
+    Distill(compress::DistillArgs),
     /// Quantize a model's Linear weights to int8 (4x less room for them; loads everywhere).
     Quantize(compress::QuantizeArgs),
     /// Explain a text model on one text: attention maps, rollout, gradient x input or
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::run_embed(args),
         Command::Similarity(args) => embed::run_similarity(args),
         Command::Prune(args) => compress::run_prune(args),
+        Command::Distill(args) => distill::run_distill(args),
         Command::Quantize(args) => compress::run_quantize(args),
         Command::Explain(args) => explain::run_explain(args),
         Command::Augment(args) => augment::run_augment(args),

@@ -1,4 +1,4 @@
-//! End-to-end tests of `kiln prune` and `kiln quantize`: the output directory loads in
+//! End-to-end tests of `kiln prune`, `kiln distill` and `kiln quantize`: the output directory loads in
 //! `kiln forward` / `kiln embed` unchanged, reports say what happened, bad calls are refused.
 
 use std::path::{Path, PathBuf};
@@ -22,29 +22,28 @@ fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// `kiln SUBCOMMAND` on the plain encoder in `dir` (ndarray, JSON, small random batches).
+fn plain_command(subcommand: &str, dir: &Path, out: &Path) -> assert_cmd::Command {
+    let mut cmd = kiln();
+    cmd.args([subcommand, "--backend", "ndarray", "--json"])
+        .args(["--seq", "6", "--batch-size", "3"])
+        .arg("--config")
+        .arg(dir.join("config.json"))
+        .arg("--weights")
+        .arg(dir.join("model.safetensors"))
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 fn prune_plain(out: &Path, extra: &[&str]) -> Value {
     let case = fixture("pre_gelu_batch_first_final_norm");
-    let output = kiln()
-        .args([
-            "prune",
-            "--backend",
-            "ndarray",
-            "--json",
-            "--seq",
-            "6",
-            "--batch-size",
-            "3",
-        ])
-        .arg("--config")
-        .arg(case.join("config.json"))
-        .arg("--weights")
-        .arg(case.join("model.safetensors"))
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    json_of(&output)
+    json_of(
+        &plain_command("prune", &case, out)
+            .args(extra)
+            .output()
+            .unwrap(),
+    )
 }
 
 fn forward_runs(dir: &Path) -> Value {
@@ -163,6 +162,74 @@ fn heads_and_ffn_pruning_shrinks_a_plain_encoder_that_forward_loads() {
         2,
     );
     assert!(line.contains("--obs"), "{line}");
+}
+
+/// `kiln distill` of a plain student (`dir`'s files) from the fixture `teacher`.
+fn distill_plain(student: &Path, teacher: &str, out: &Path, extra: &[&str]) -> assert_cmd::Command {
+    let teacher = fixture(teacher);
+    let mut cmd = plain_command("distill", student, out);
+    cmd.arg("--teacher-config")
+        .arg(teacher.join("config.json"))
+        .arg("--teacher-weights")
+        .arg(teacher.join("model.safetensors"))
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn distill_continues_from_a_pruned_plain_encoder_and_refuses_a_mismatched_teacher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pruned = tmp.path().join("pruned");
+    let report = prune_plain(&pruned, &["--method", "heads,ffn", "--rate", "0.5"]);
+    let out = tmp.path().join("distilled");
+    let teacher = "pre_gelu_batch_first_final_norm";
+    let distilled = json_of(
+        &distill_plain(
+            &pruned,
+            teacher,
+            &out,
+            &["--steps", "4", "--eval-every", "2", "--lr", "1e-3"],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(distilled["command"], "distill");
+    assert_eq!(distilled["kind"], "encoder");
+    let steps = distilled["finetune_steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert!(steps[1]["eval"].is_object() && steps[0]["eval"].is_null());
+    // The same held-out inputs as prune's report: the starting point is the pruned model's.
+    let cosine = |r: &Value, key: &str| r[key]["mean_cosine"].as_f64().unwrap();
+    assert_eq!(
+        cosine(&distilled, "fidelity_before_finetune"),
+        cosine(&report, "fidelity_before_finetune")
+    );
+    assert!(
+        cosine(&distilled, "fidelity_after_finetune")
+            > cosine(&distilled, "fidelity_before_finetune"),
+        "{distilled}"
+    );
+    assert_eq!(distilled["distillation"]["lr"], 1e-3);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["layer_dim_feedforward"], serde_json::json!([16, 16]));
+    assert!(out.join("kiln_compression.json").is_file());
+    forward_runs(&out);
+
+    // A teacher of another width, no steps, --out in the teacher's place: one line each.
+    let line = fails_one_line(
+        &mut distill_plain(&pruned, "deep_odd", &tmp.path().join("a"), &[]),
+        1,
+    );
+    assert!(line.contains("d_model 16") && line.contains("24"), "{line}");
+    assert!(!tmp.path().join("a").exists());
+    let line = fails_one_line(
+        &mut distill_plain(&pruned, teacher, &tmp.path().join("b"), &["--steps", "0"]),
+        2,
+    );
+    assert!(line.contains("--steps"), "{line}");
+    let line = fails_one_line(&mut distill_plain(&pruned, teacher, &pruned, &[]), 2);
+    assert!(line.contains("never writes over its inputs"), "{line}");
 }
 
 #[test]
@@ -343,6 +410,47 @@ fn pruned_text_model_loads_in_embed() {
         .unwrap();
     let json = json_of(&output);
     assert_eq!(json["dim"], 384);
+    // kiln distill goes on from the pruned model, with the original as the teacher.
+    let distilled = tmp.path().join("minilm-distilled");
+    let output = kiln()
+        .args(["distill", "--backend", "ndarray", "--json", "--steps", "1"])
+        .args(["--batch-size", "4", "--distill-loss", "cosine,layers"])
+        .arg("--model")
+        .arg(&out)
+        .arg("--teacher")
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&distilled)
+        .output()
+        .unwrap();
+    let report = json_of(&output);
+    assert_eq!(report["kind"], "text");
+    assert_eq!(
+        report["distillation"]["loss"],
+        serde_json::json!(["cosine", "layers"])
+    );
+    let cosine = |key: &str| report[key]["mean_cosine"].as_f64().unwrap();
+    assert!(
+        cosine("fidelity_after_finetune") > cosine("fidelity_before_finetune"),
+        "{report}"
+    );
+    assert_eq!(report["teacher"].as_str(), model.to_str());
+    assert!(distilled.join("tokenizer.json").is_file());
+    let line = fails_one_line(
+        kiln()
+            .args(["distill", "--model"])
+            .arg(&out)
+            .arg("--teacher-config")
+            .arg(fixture("post_relu").join("config.json"))
+            .arg("--teacher-weights")
+            .arg(fixture("post_relu").join("model.safetensors"))
+            .arg("--out")
+            .arg(tmp.path().join("never")),
+        2,
+    );
+    assert!(line.contains("--teacher"), "{line}");
     // Gradient importance without data is refused, naming the way out.
     let line = fails_one_line(
         kiln()

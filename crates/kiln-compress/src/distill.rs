@@ -52,6 +52,32 @@ impl FinetuneConfig {
     }
 }
 
+/// A model whose dropout can be switched off while it is distilled and restored afterwards.
+pub trait Dropout: Sized {
+    /// The model's dropout probability.
+    fn dropout_prob(&self) -> f64;
+    /// The same model with every dropout probability set to `prob`.
+    fn with_dropout_prob(self, prob: f64) -> Self;
+}
+
+impl<B: Backend> Dropout for kiln::TransformerEncoder<B> {
+    fn dropout_prob(&self) -> f64 {
+        self.config.dropout
+    }
+    fn with_dropout_prob(self, prob: f64) -> Self {
+        self.with_dropout(prob)
+    }
+}
+
+impl<B: Backend> Dropout for kiln_text::BertModel<B> {
+    fn dropout_prob(&self) -> f64 {
+        self.embeddings.dropout.prob
+    }
+    fn with_dropout_prob(self, prob: f64) -> Self {
+        self.with_dropout(prob)
+    }
+}
+
 /// One step's record.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -86,7 +112,8 @@ pub fn cosine_loss<B: Backend>(student: Tensor<B, 2>, teacher: Tensor<B, 2>) -> 
 /// Trains `student` for `config.steps` AdamW steps on `loss(student, step)`, re-applying
 /// `masks` after every step so pruned weights stay exactly zero, evaluating with
 /// `eval(student.valid())` before training, every `eval_every` steps and at the end, and
-/// reporting each step to `on_step`. A non-finite loss stops the run with an error.
+/// reporting each step to `on_step`. A non-finite loss stops the run with an error. The student
+/// trains without dropout unless `config.dropout`; the returned model has its rate back.
 pub fn finetune<B, M>(
     student: M,
     config: &FinetuneConfig,
@@ -98,9 +125,15 @@ pub fn finetune<B, M>(
 ) -> Result<(M, Vec<StepRecord>)>
 where
     B: AutodiffBackend,
-    M: AutodiffModule<B>,
+    M: AutodiffModule<B> + Dropout,
 {
     B::seed(device, config.seed);
+    let dropout = student.dropout_prob();
+    let student = if config.dropout {
+        student
+    } else {
+        student.with_dropout_prob(0.0)
+    };
     let masks = masks.map(|m| m.on_device::<B>(device));
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay)
@@ -140,5 +173,5 @@ where
         on_step(&record);
         records.push(record);
     }
-    Ok((student, records))
+    Ok((student.with_dropout_prob(dropout), records))
 }

@@ -18,7 +18,7 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use kiln::{HostTensor, TransformerEncoder};
+use kiln::{EncoderOutput, HostTensor, TransformerEncoder};
 
 use crate::calibration::{capture, CalibrationBatch};
 use crate::error::Result;
@@ -55,20 +55,28 @@ fn to_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
     HostTensor::from_tensor(t).data
 }
 
+/// Zero per-head and per-neuron sums for `encoder`'s shape: `[layer][head]`, `[layer][neuron]`.
+fn zero_sums<B: Backend>(encoder: &TransformerEncoder<B>) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let layers = &encoder.layers;
+    (
+        layers
+            .iter()
+            .map(|l| vec![0.0; l.self_attn.num_heads])
+            .collect(),
+        layers
+            .iter()
+            .map(|l| vec![0.0; l.linear2.weight.dims()[0]])
+            .collect(),
+    )
+}
+
 impl GradientImportance {
     /// An empty accumulator for `encoder`'s shape.
     pub fn new<B: Backend>(encoder: &TransformerEncoder<B>) -> Self {
+        let (heads, neurons) = zero_sums(encoder);
         Self {
-            heads: encoder
-                .layers
-                .iter()
-                .map(|l| vec![0.0; l.self_attn.num_heads])
-                .collect(),
-            neurons: encoder
-                .layers
-                .iter()
-                .map(|l| vec![0.0; l.linear2.weight.dims()[0]])
-                .collect(),
+            heads,
+            neurons,
             batches: 0,
         }
     }
@@ -127,30 +135,46 @@ impl GradientImportance {
     }
 }
 
-/// Activation importance (see the module docs) of `encoder` over calibration `batches`.
+/// Activation importance (see the module docs) of `encoder` over calibration `batches`,
+/// calling `progress()` after each batch. [`crate::calibration::statistics`] computes it in the
+/// same pass as OBS's Gram matrices.
 pub fn activation_importance<B: Backend>(
     encoder: &TransformerEncoder<B>,
     batches: &[CalibrationBatch<B>],
     mut progress: impl FnMut(),
 ) -> Result<Importance> {
-    let mut heads: Vec<Vec<f64>> = encoder
-        .layers
-        .iter()
-        .map(|l| vec![0.0; l.self_attn.num_heads])
-        .collect();
-    let mut neurons: Vec<Vec<f64>> = encoder
-        .layers
-        .iter()
-        .map(|l| vec![0.0; l.linear2.weight.dims()[0]])
-        .collect();
+    let mut sums = ActivationSums::new(encoder);
     for batch in batches {
-        let out = capture(encoder, batch)?;
-        for (i, (layer, captured)) in encoder
-            .layers
-            .iter()
-            .zip(out.linear_inputs.as_ref().expect("asked for"))
-            .enumerate()
-        {
+        sums.add(encoder, batch, &capture(encoder, batch)?);
+        progress();
+    }
+    Ok(sums.finish(encoder))
+}
+
+/// The running sums of [`activation_importance`]: per head `Σ_t ‖c_{t,h} W_o[h]‖²`, per neuron
+/// `Σ_t h_j²`, over real tokens.
+#[derive(Debug, Clone)]
+pub struct ActivationSums {
+    heads: Vec<Vec<f64>>,
+    neurons: Vec<Vec<f64>>,
+}
+
+impl ActivationSums {
+    /// Zero sums for `encoder`'s shape.
+    pub fn new<B: Backend>(encoder: &TransformerEncoder<B>) -> Self {
+        let (heads, neurons) = zero_sums(encoder);
+        Self { heads, neurons }
+    }
+
+    /// Adds `batch`, given `out`, the result of [`capture`]`(encoder, batch)`.
+    pub fn add<B: Backend>(
+        &mut self,
+        encoder: &TransformerEncoder<B>,
+        batch: &CalibrationBatch<B>,
+        out: &EncoderOutput<B>,
+    ) {
+        let captured = out.linear_inputs.as_ref().expect("capture asks for them");
+        for (i, (layer, captured)) in encoder.layers.iter().zip(captured).enumerate() {
             let attn = &layer.self_attn;
             let (h, dh) = (attn.num_heads, attn.head_dim);
             let [b, s, _] = captured.out_proj.dims();
@@ -169,7 +193,7 @@ pub fn activation_importance<B: Backend>(
                 .sum_dim(2)
                 .sum_dim(1)
                 .reshape([h]);
-            for (acc, v) in heads[i].iter_mut().zip(to_vec(per_head)) {
+            for (acc, v) in self.heads[i].iter_mut().zip(to_vec(per_head)) {
                 *acc += f64::from(v);
             }
             // [B, S, F] -> [F]
@@ -179,34 +203,38 @@ pub fn activation_importance<B: Backend>(
                 .sum_dim(0)
                 .sum_dim(1)
                 .reshape([f]);
-            for (acc, v) in neurons[i].iter_mut().zip(to_vec(per_neuron)) {
+            for (acc, v) in self.neurons[i].iter_mut().zip(to_vec(per_neuron)) {
                 *acc += f64::from(v);
             }
         }
-        progress();
     }
-    let neurons = encoder
-        .layers
-        .iter()
-        .zip(neurons)
-        .map(|(layer, sums)| {
-            // ‖linear2[j, :]‖ per neuron: [F, E] -> [F]
-            let f = sums.len();
-            let w = layer.linear2.weight.val();
-            let out_norms = to_vec(w.powi_scalar(2).sum_dim(1).sqrt().reshape([f]));
-            sums.iter()
-                .zip(out_norms)
-                .map(|(s, n)| (s.sqrt() as f32) * n)
-                .collect()
-        })
-        .collect();
-    Ok(Importance {
-        heads: heads
-            .into_iter()
-            .map(|l| l.into_iter().map(|v| v.sqrt() as f32).collect())
-            .collect(),
-        neurons,
-    })
+
+    /// The scores: heads `sqrt(sum)`, neurons `sqrt(sum) · ‖linear2[j, :]‖`.
+    pub fn finish<B: Backend>(self, encoder: &TransformerEncoder<B>) -> Importance {
+        let neurons = encoder
+            .layers
+            .iter()
+            .zip(self.neurons)
+            .map(|(layer, sums)| {
+                // ‖linear2[j, :]‖ per neuron: [F, E] -> [F]
+                let f = sums.len();
+                let w = layer.linear2.weight.val();
+                let out_norms = to_vec(w.powi_scalar(2).sum_dim(1).sqrt().reshape([f]));
+                sums.iter()
+                    .zip(out_norms)
+                    .map(|(s, n)| (s.sqrt() as f32) * n)
+                    .collect()
+            })
+            .collect();
+        Importance {
+            heads: self
+                .heads
+                .into_iter()
+                .map(|l| l.into_iter().map(|v| v.sqrt() as f32).collect())
+                .collect(),
+            neurons,
+        }
+    }
 }
 
 /// Weight-norm importance (no data): heads by the L2 norm of their q, k, v columns and

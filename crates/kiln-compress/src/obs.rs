@@ -21,10 +21,10 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use kiln::{HostTensor, TransformerEncoder};
+use kiln::{EncoderOutput, HostTensor, TransformerEncoder};
 use nalgebra::DMatrix;
 
-use crate::calibration::{capture, CalibrationBatch};
+use crate::calibration::{capture, with_bias_column, CalibrationBatch};
 use crate::error::{CompressError, Result};
 use crate::structured::StructurePlan;
 use crate::wanda::token_mask;
@@ -43,55 +43,61 @@ pub struct InputGrams {
 fn gram<B: Backend>(x: Tensor<B, 3>, keep: &Tensor<B, 2>) -> DMatrix<f64> {
     let [b, s, k] = x.dims();
     // Tokens x features, f32 on the device; accumulated in f64 on the host.
-    // [B, S, k] -> [B·S, k + 1], padding rows zeroed
-    let rows = Tensor::cat(vec![x.reshape([b * s, k]), Tensor::ones_like(keep)], 1) * keep.clone();
+    let rows = with_bias_column(x.reshape([b * s, k]), keep); // [B·S, k + 1]
     let xtx = HostTensor::from_tensor(rows.clone().transpose().matmul(rows)).data;
     DMatrix::from_fn(k + 1, k + 1, |i, j| f64::from(xtx[i * (k + 1) + j]))
 }
 
 impl InputGrams {
+    /// Zero matrices for `encoder`'s shape.
+    pub fn zeros<B: Backend>(encoder: &TransformerEncoder<B>) -> Self {
+        let square = |n: usize| DMatrix::zeros(n + 1, n + 1);
+        Self {
+            attention: encoder
+                .layers
+                .iter()
+                .map(|l| square(l.self_attn.out_proj.weight.dims()[0]))
+                .collect(),
+            ffn: encoder
+                .layers
+                .iter()
+                .map(|l| square(l.linear2.weight.dims()[0]))
+                .collect(),
+        }
+    }
+
     /// Accumulates the Gram matrices of `encoder` (the original model) over `batches`, calling
-    /// `progress()` after each batch.
+    /// `progress()` after each batch. [`crate::calibration::statistics`] computes them in the
+    /// same pass as activation importance.
     pub fn collect<B: Backend>(
         encoder: &TransformerEncoder<B>,
         batches: &[CalibrationBatch<B>],
         mut progress: impl FnMut(),
     ) -> Result<Self> {
-        let mut grams: Option<Self> = None;
+        if batches.is_empty() {
+            return Err(CompressError::Invalid("OBS needs calibration data".into()));
+        }
+        let mut grams = Self::zeros(encoder);
         for batch in batches {
-            let out = capture(encoder, batch)?;
-            let captured = out.linear_inputs.expect("asked for");
-            let [b, s, _] = captured[0].out_proj.dims();
-            let (keep, _) = token_mask::<B>(
-                batch.lengths.as_deref(),
-                b,
-                s,
-                &captured[0].out_proj.device(),
-            );
-            let keep: Tensor<B, 2> = keep.reshape([b * s, 1]);
-            let attention: Vec<DMatrix<f64>> = captured
-                .iter()
-                .map(|c| gram(c.out_proj.clone(), &keep))
-                .collect();
-            let ffn: Vec<DMatrix<f64>> = captured
-                .iter()
-                .map(|c| gram(c.linear2.clone(), &keep))
-                .collect();
-            grams = Some(match grams {
-                None => Self { attention, ffn },
-                Some(mut acc) => {
-                    for (a, g) in acc.attention.iter_mut().zip(attention) {
-                        *a += g;
-                    }
-                    for (a, g) in acc.ffn.iter_mut().zip(ffn) {
-                        *a += g;
-                    }
-                    acc
-                }
-            });
+            grams.add(batch, &capture(encoder, batch)?);
             progress();
         }
-        grams.ok_or_else(|| CompressError::Invalid("OBS needs calibration data".into()))
+        Ok(grams)
+    }
+
+    /// Adds `batch`, given `out`, the result of [`capture`] on it.
+    pub fn add<B: Backend>(&mut self, batch: &CalibrationBatch<B>, out: &EncoderOutput<B>) {
+        let captured = out.linear_inputs.as_ref().expect("capture asks for them");
+        let Some(first) = captured.first() else {
+            return;
+        };
+        let [b, s, _] = first.out_proj.dims();
+        let (keep, _) = token_mask::<B>(batch.lengths.as_deref(), b, s, &first.out_proj.device());
+        let keep: Tensor<B, 2> = keep.reshape([b * s, 1]);
+        for (layer, c) in captured.iter().enumerate() {
+            self.attention[layer] += gram(c.out_proj.clone(), &keep);
+            self.ffn[layer] += gram(c.linear2.clone(), &keep);
+        }
     }
 }
 

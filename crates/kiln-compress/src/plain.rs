@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::calibration::CalibrationBatch;
 use crate::distill::{finetune, mse_loss, FinetuneConfig, StepRecord};
-use crate::error::Result;
+use crate::error::{CompressError, Result};
 use crate::importance::{random_projection_loss, GradientImportance, Importance};
 use crate::metrics::Fidelity;
 use crate::unstructured::PruningMasks;
@@ -147,6 +147,13 @@ pub fn distill<B: AutodiffBackend>(
     masks: Option<&PruningMasks>,
     on_step: impl FnMut(&StepRecord),
 ) -> Result<(TransformerEncoder<B>, Vec<StepRecord>)> {
+    let (s, t) = (&student.config, &teacher.config);
+    if (s.d_model, s.batch_first) != (t.d_model, t.batch_first) {
+        return Err(CompressError::Invalid(format!(
+            "the student cannot learn from this teacher: d_model {} / batch_first {} vs the teacher's {} / {}",
+            s.d_model, s.batch_first, t.d_model, t.batch_first
+        )));
+    }
     let device = device_of(&student);
     let inner_device = device_of(teacher);
     let expected = output_rows(teacher, heldout, heldout_batches)?;
@@ -162,12 +169,5 @@ pub fn distill<B: AutodiffBackend>(
             &output_rows(model, heldout, heldout_batches)?,
         ))
     };
-    let dropout = student.config.dropout;
-    let student = if config.dropout {
-        student
-    } else {
-        student.without_dropout()
-    };
-    let (student, records) = finetune(student, config, masks, &device, loss, eval, on_step)?;
-    Ok((student.with_dropout(dropout), records))
+    finetune(student, config, masks, &device, loss, eval, on_step)
 }

@@ -25,7 +25,7 @@ use burn::tensor::Tensor;
 use kiln::{EncoderOutput, HostTensor, TransformerEncoder};
 use nalgebra::DMatrix;
 
-use crate::calibration::{batch_first, capture, CalibrationBatch};
+use crate::calibration::{batch_first, capture, with_bias_column, CalibrationBatch};
 use crate::error::{CompressError, Result};
 use crate::unstructured::LinearKind;
 use crate::wanda::token_mask;
@@ -146,8 +146,7 @@ impl NormalEquations {
         keep: Tensor<B, 2>,
         real: usize,
     ) {
-        // [N, k] -> [N, k+1] with a column of ones (the bias), padding rows zeroed.
-        let x = Tensor::cat(vec![x, Tensor::ones_like(&keep)], 1) * keep.clone();
+        let x = with_bias_column(x, &keep); // [N, k + 1]
         let y = y * keep;
         self.yty += f64::from(host(y.clone().powi_scalar(2).sum())[0]);
         let xt = x.clone().transpose();

@@ -4,7 +4,7 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
-use kiln_text::{BertModel, TextEncoder, TokenizedText};
+use kiln_text::{BertConfig, BertModel, TextEncoder, TokenizedText};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -162,6 +162,7 @@ pub fn distill<B: AutodiffBackend>(
             "distillation needs at least one loss term".into(),
         ));
     }
+    check_pair(&student.config, &teacher.config, losses)?;
     let train_tokens = teacher.tokenize(train)?;
     let heldout_tokens = teacher.tokenize(heldout)?;
     let expected = embed_with(teacher, &teacher.model, &heldout_tokens)?;
@@ -203,17 +204,17 @@ pub fn distill<B: AutodiffBackend>(
             |input| input.output_hidden_states(layers),
         )?;
         let mut total = Tensor::<B, 1>::zeros([1], &device);
-        if layers {
-            let (got, want) = (
-                out.hidden_states.clone().unwrap_or_default(),
-                target.hidden_states.unwrap_or_default(),
-            );
-            total = total + hidden_state_mse(&got, &want, &batch);
-        }
         if cosine {
             let pooled = frame.pool(out.output, batch.padding.clone());
             let wanted = teacher.pool(target.output, target_batch.padding);
             total = total + cosine_loss(pooled, Tensor::from_inner(wanted));
+        }
+        if layers {
+            let (got, want) = (
+                out.hidden_states.unwrap_or_default(),
+                target.hidden_states.unwrap_or_default(),
+            );
+            total = total + hidden_state_mse(&got, &want, &batch);
         }
         Ok(total)
     };
@@ -221,15 +222,52 @@ pub fn distill<B: AutodiffBackend>(
         let got = embed_with(teacher, model, &heldout_tokens)?;
         Ok(Fidelity::between(&expected, &got))
     };
-    let dropout = student.config.hidden_dropout_prob;
-    let model = if config.dropout {
-        student.model.clone()
-    } else {
-        student.model.clone().without_dropout()
-    };
-    let (model, records) = finetune(model, config, masks, &device, loss, eval, on_step)?;
-    student.model = model.with_dropout(dropout);
+    let (model, records) = finetune(
+        student.model.clone(),
+        config,
+        masks,
+        &device,
+        loss,
+        eval,
+        on_step,
+    )?;
+    student.model = model;
     Ok((student, records))
+}
+
+/// Refuses a student that cannot learn from `teacher` with `losses`: both read the teacher's
+/// tokens (same vocabulary, token types and positions), the pooled embeddings are compared
+/// (same width) and, with [`TextLoss::Layers`], layer `l` learns from layer `l`.
+fn check_pair(student: &BertConfig, teacher: &BertConfig, losses: &[TextLoss]) -> Result<()> {
+    let mut checks = vec![
+        ("vocab_size", student.vocab_size, teacher.vocab_size),
+        ("hidden_size", student.hidden_size, teacher.hidden_size),
+        (
+            "type_vocab_size",
+            student.type_vocab_size,
+            teacher.type_vocab_size,
+        ),
+        (
+            "max_position_embeddings",
+            student.max_position_embeddings,
+            teacher.max_position_embeddings,
+        ),
+    ];
+    if losses.contains(&TextLoss::Layers) {
+        checks.push((
+            "num_hidden_layers",
+            student.num_hidden_layers,
+            teacher.num_hidden_layers,
+        ));
+    }
+    for (name, s, t) in checks {
+        if s != t {
+            return Err(CompressError::Invalid(format!(
+                "the student cannot learn from this teacher: {name} {s} vs the teacher's {t}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Mean over layers of the squared error per real token and feature between the student's
@@ -257,4 +295,35 @@ fn hidden_state_mse<B: AutodiffBackend>(
         total = total + diff.powi_scalar(2).sum().div_scalar(count);
     }
     total.div_scalar(got.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> BertConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_student_must_read_the_teachers_tokens_at_its_width() {
+        let teacher = config(r#"{"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 4}"#);
+        let shallower = config(r#"{"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2}"#);
+        // Pooled embeddings can be compared across depths; hidden states layer by layer cannot.
+        assert!(check_pair(&shallower, &teacher, &[TextLoss::Cosine]).is_ok());
+        let err = check_pair(&shallower, &teacher, &[TextLoss::Cosine, TextLoss::Layers])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("num_hidden_layers 2 vs the teacher's 4"),
+            "{err}"
+        );
+        let narrower = config(r#"{"vocab_size": 100, "hidden_size": 16, "num_hidden_layers": 4}"#);
+        let err = check_pair(&narrower, &teacher, &[TextLoss::Cosine]).unwrap_err();
+        assert!(err.to_string().contains("hidden_size 16"), "{err}");
+        let other_vocab =
+            config(r#"{"vocab_size": 90, "hidden_size": 32, "num_hidden_layers": 4}"#);
+        let err = check_pair(&other_vocab, &teacher, &[TextLoss::Cosine]).unwrap_err();
+        assert!(err.to_string().contains("vocab_size 90"), "{err}");
+    }
 }
