@@ -488,7 +488,13 @@ fn step_printer(bar: &ProgressBar) -> impl FnMut(&StepRecord) + '_ {
             }
         }
         if let Some(eval) = &record.eval {
-            bar.println(format!("step {}: {}", record.step, describe(eval)));
+            let line = format!("step {}: {}", record.step, describe(eval));
+            // A hidden bar (stderr is not a terminal, e.g. a log file) would drop the line.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
         }
     }
 }

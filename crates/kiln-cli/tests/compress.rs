@@ -183,15 +183,20 @@ fn distill_continues_from_a_pruned_plain_encoder_and_refuses_a_mismatched_teache
     let report = prune_plain(&pruned, &["--method", "heads,ffn", "--rate", "0.5"]);
     let out = tmp.path().join("distilled");
     let teacher = "pre_gelu_batch_first_final_norm";
-    let distilled = json_of(
-        &distill_plain(
-            &pruned,
-            teacher,
-            &out,
-            &["--steps", "4", "--eval-every", "2", "--lr", "1e-3"],
-        )
-        .output()
-        .unwrap(),
+    let output = distill_plain(
+        &pruned,
+        teacher,
+        &out,
+        &["--steps", "4", "--eval-every", "2", "--lr", "1e-3"],
+    )
+    .output()
+    .unwrap();
+    let distilled = json_of(&output);
+    // Evaluations reach a log file too (stderr is not a terminal here, the bar is hidden).
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("step 2: mean cosine") && log.contains("step 4: mean cosine"),
+        "{log}"
     );
     assert_eq!(distilled["command"], "distill");
     assert_eq!(distilled["kind"], "encoder");
