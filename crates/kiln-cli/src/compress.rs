@@ -1,5 +1,6 @@
 //! `kiln prune` and `kiln quantize`: compress a text model or a plain encoder into a new
-//! directory that `kiln embed` / `kiln forward` load unchanged.
+//! directory that `kiln embed` / `kiln forward` load unchanged; the distillation they share
+//! with `kiln distill` (`crate::distill`).
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -194,7 +195,7 @@ pub struct QuantizeArgs {
     pub source: CompressSource,
 }
 
-pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
+fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(&format!(
