@@ -208,6 +208,34 @@ fn non_suffix_padding_falls_back_to_the_padded_path() {
 }
 
 #[test]
+fn training_with_dropout_never_packs_the_padding() {
+    // Attention dropout runs on the padded path: a packed request under autodiff with dropout
+    // takes it (padded positions hold computed values, not the packed path's zeros).
+    use kiln::backend::CpuAutodiff;
+    let device = cpu_device();
+    let model = TransformerEncoderConfig::new(16, 4, 1)
+        .with_dim_feedforward(32)
+        .with_batch_first(true)
+        .with_dropout(0.5)
+        .init::<CpuAutodiff>(&device);
+    // Item 1 has 2 real tokens of 4; its last position is padding.
+    let last_padded_row = |model: &kiln::TransformerEncoder<CpuAutodiff>| {
+        let x = Tensor::random([2, 4, 16], Distribution::Normal(0.0, 1.0), &device);
+        let padding = KeyPaddingMask::<CpuAutodiff>::from_lengths(&[4, 2], 4, &device);
+        let input = EncoderInput::new(x)
+            .key_padding_mask(padding)
+            .pack_padding(true);
+        let out = HostTensor::from_tensor(model.run(input).unwrap().output.inner());
+        out.data[(4 + 3) * 16..(4 + 4) * 16].to_vec()
+    };
+    assert!(last_padded_row(&model).iter().any(|&v| v != 0.0));
+    // Without dropout the same request packs: the padded position is zero.
+    assert!(last_padded_row(&model.with_dropout(0.0))
+        .iter()
+        .all(|&v| v == 0.0));
+}
+
+#[test]
 fn attention_kernels_agree_and_auto_is_fused_on_ndarray() {
     let device = cpu_device();
     assert!(kiln::AttentionKernel::Auto.is_fused::<Cpu>(&device));

@@ -75,6 +75,21 @@ fn batch_size_and_order_do_not_change_results() {
 }
 
 #[test]
+fn skipping_the_padding_changes_no_sentence_vector() {
+    // One batch of texts from 3 to 256 tokens: packed (the default) and padded agree.
+    let reference = minilm_reference();
+    let encoder = encoder().with_batch_size(64);
+    assert!(encoder.pack_padding, "on by default");
+    let packed = encoder.embed(&reference.sentences).unwrap();
+    let padded = encoder
+        .with_pack_padding(false)
+        .embed(&reference.sentences)
+        .unwrap();
+    let (cos, abs) = compare_rows(&packed, &padded);
+    assert!(cos > 0.99999 && abs < 1e-5, "cos {cos}, abs {abs}");
+}
+
+#[test]
 fn other_poolings_match_sentence_transformers() {
     let reference = minilm_reference();
     for (pooling, fixture) in [

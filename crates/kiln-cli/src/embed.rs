@@ -60,6 +60,10 @@ pub struct TextModelArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = kiln_text::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Run each batch padded to its longest text instead of skipping the padding (the default
+    /// packs the real tokens; the embeddings are the same). For comparison and debugging.
+    #[arg(long)]
+    pub no_pack_padding: bool,
 }
 
 #[derive(Args, Debug)]
@@ -185,7 +189,9 @@ pub(crate) fn load<B: Backend>(args: &TextModelArgs, device: &B::Device) -> Resu
     if args.no_normalize {
         encoder = encoder.with_normalize(false);
     }
-    Ok(encoder.with_batch_size(args.batch_size))
+    Ok(encoder
+        .with_batch_size(args.batch_size)
+        .with_pack_padding(!args.no_pack_padding))
 }
 
 pub fn run_embed(args: &EmbedArgs) -> Result<()> {

@@ -50,6 +50,21 @@ fn embed_file_matches_sentence_transformers_in_input_order() {
     let rows = read_rows(&output);
     let (cos, abs) = compare_rows(&rows, &minilm_embeddings("embeddings.npy"));
     assert!(cos >= 0.9999 && abs <= 1e-4, "cos {cos}, abs {abs}");
+    // The padded batches (--no-pack-padding) give the same embeddings as the packed default.
+    let padded = dir.path().join("padded.npy");
+    succeeds(
+        kiln()
+            .args(["embed", "--backend", "ndarray", "--batch-size", "7"])
+            .arg("--no-pack-padding")
+            .arg("--model")
+            .arg(minilm_dir())
+            .arg("--input-file")
+            .arg(&input)
+            .arg("--output")
+            .arg(&padded),
+    );
+    let (cos, abs) = compare_rows(&rows, &read_rows(&padded));
+    assert!(cos > 0.99999 && abs < 1e-5, "cos {cos}, abs {abs}");
 }
 
 #[test]

@@ -184,6 +184,7 @@ pub fn distill<B: AutodiffBackend>(
     );
     let device = student.device().clone();
     let frame = &student;
+    let pack = student.pack_padding;
     let loss = |model: &BertModel<B>, _step: usize| -> Result<Tensor<B, 1>> {
         let texts: Vec<TokenizedText> = next_batch()
             .into_iter()
@@ -195,13 +196,17 @@ pub fn distill<B: AutodiffBackend>(
             target_batch.input_ids,
             target_batch.token_type_ids,
             &target_batch.lengths,
-            |input| input.output_hidden_states(layers),
+            |input| {
+                input
+                    .output_hidden_states(layers)
+                    .pack_padding(teacher.pack_padding)
+            },
         )?;
         let out = model.forward(
             batch.input_ids.clone(),
             batch.token_type_ids.clone(),
             &batch.lengths,
-            |input| input.output_hidden_states(layers),
+            |input| input.output_hidden_states(layers).pack_padding(pack),
         )?;
         let mut total = Tensor::<B, 1>::zeros([1], &device);
         if cosine {

@@ -157,6 +157,10 @@ pub struct TextEncoder<B: Backend> {
     pub lowercase: bool,
     /// Texts per forward pass.
     pub batch_size: usize,
+    /// Whether the encoder skips the padding of a batch (real tokens packed end to end,
+    /// attention per text: [`kiln::EncoderInput::pack_padding`]); on by default. Sentence
+    /// vectors are the same (padding never reaches them) and cost what the real tokens cost.
+    pub pack_padding: bool,
     device: B::Device,
     source_dir: PathBuf,
 }
@@ -185,6 +189,7 @@ impl<B: Backend> TextEncoder<B> {
             normalize: found.normalize,
             lowercase: found.lowercase,
             batch_size: DEFAULT_BATCH_SIZE,
+            pack_padding: true,
             device: device.clone(),
             source_dir: found.dir.clone(),
         };
@@ -233,6 +238,12 @@ impl<B: Backend> TextEncoder<B> {
     /// Sets the batch size (at least 1).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Switches padding skipping on or off (see [`Self::pack_padding`]).
+    pub fn with_pack_padding(mut self, pack_padding: bool) -> Self {
+        self.pack_padding = pack_padding;
         self
     }
 
@@ -317,7 +328,7 @@ impl<B: Backend> TextEncoder<B> {
             batch.input_ids.clone(),
             batch.token_type_ids.clone(),
             &batch.lengths,
-            |input| input,
+            |input| input.pack_padding(self.pack_padding),
         )?;
         Ok(out.output)
     }

@@ -131,7 +131,8 @@ pub struct EncoderInput<B: Backend> {
     /// end of each sequence (and no weights are asked for), the real tokens are packed end to
     /// end and attention runs per sequence, as PyTorch's nested tensors do. Real tokens get the
     /// same outputs; padded positions get zeros (as in PyTorch's fast path) instead of values
-    /// computed from padding. Costs one read of the mask from the device.
+    /// computed from padding. Costs one read of the mask from the device. Not while training
+    /// with dropout (attention dropout runs on the padded path).
     pub pack_padding: bool,
     /// Return the inputs of every layer's Linear layers ([`LinearInputs`], batch-first,
     /// padding included); padding is then never packed.
@@ -271,9 +272,12 @@ impl<B: Backend> TransformerEncoder<B> {
         if input.check_finite {
             ensure_finite(&input.src, "src")?;
         }
+        // Attention dropout needs the weights-materialising path, which does not pack.
+        let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
         if input.pack_padding
             && !input.need_weights
             && !input.output_linear_inputs
+            && !training_dropout
             && input.src_mask.is_none()
         {
             let lengths = input
@@ -285,7 +289,6 @@ impl<B: Backend> TransformerEncoder<B> {
                 return Ok(self.run_packed(input, lengths));
             }
         }
-        let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
         let fused_kernel = input.attention_kernel.is_fused::<B>(&input.src.device());
         let path = AttentionPath::choose(input.need_weights || training_dropout, fused_kernel);
         let bias = AttentionBias::new(
