@@ -88,5 +88,7 @@ fn wgpu_adapter_is_present() {
 fn attention_kernels_agree_and_auto_is_fused_on_wgpu() {
     let device = gpu_device();
     assert!(kiln::AttentionKernel::Auto.is_fused::<Gpu>(&device));
+    // One queue on the GPU: the batch is never split across threads by default.
+    assert_eq!(kiln::BatchSplit::Auto.slices::<Gpu>(8, &device), 1);
     kiln_tests::check_attention_kernels_agree::<Gpu>(&device, 1e-4);
 }

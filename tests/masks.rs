@@ -3,7 +3,8 @@
 use burn::tensor::{Bool, Distribution, Tensor, TensorData};
 use kiln::backend::{cpu_device, Cpu};
 use kiln::{
-    EncoderInput, HostTensor, KeyPaddingMask, KilnError, SrcMask, TransformerEncoderConfig,
+    EncoderInput, HostTensor, KeyPaddingMask, KilnError, SrcMask, TransformerEncoder,
+    TransformerEncoderConfig,
 };
 use kiln_tests::max_abs_diff;
 
@@ -240,4 +241,74 @@ fn attention_kernels_agree_and_auto_is_fused_on_ndarray() {
     let device = cpu_device();
     assert!(kiln::AttentionKernel::Auto.is_fused::<Cpu>(&device));
     kiln_tests::check_attention_kernels_agree::<Cpu>(&device, 1e-5);
+}
+
+#[test]
+fn splitting_the_batch_across_threads_agrees_with_one_pass() {
+    let device = cpu_device();
+    kiln_tests::check_batch_split_agrees::<Cpu>(&device, 1e-5);
+}
+
+#[test]
+fn batch_split_auto_splits_ndarray_but_never_autodiff() {
+    use kiln::BatchSplit;
+    let device = cpu_device();
+    assert_eq!(
+        BatchSplit::Auto.slices::<Cpu>(8, &device),
+        rayon::current_num_threads().min(8)
+    );
+    assert_eq!(BatchSplit::Auto.slices::<Cpu>(1, &device), 1);
+    assert_eq!(BatchSplit::Off.slices::<Cpu>(8, &device), 1);
+    assert_eq!(BatchSplit::Slices(3).slices::<Cpu>(8, &device), 3);
+    assert_eq!(BatchSplit::Slices(3).slices::<Cpu>(2, &device), 2);
+    assert_eq!(BatchSplit::Slices(0).slices::<Cpu>(2, &device), 1);
+    assert_eq!(
+        BatchSplit::Slices(3).slices::<burn::backend::Autodiff<Cpu>>(8, &device),
+        1
+    );
+}
+
+#[test]
+fn an_all_padding_batch_has_one_hidden_state_per_layer_when_packed() {
+    let device = cpu_device();
+    let model: TransformerEncoder<Cpu> = TransformerEncoderConfig::new(8, 2, 3)
+        .with_batch_first(true)
+        .init(&device);
+    let src = Tensor::<Cpu, 3>::ones([2, 4, 8], &device);
+    let out = model
+        .run(
+            EncoderInput::new(src)
+                .key_padding_mask(KeyPaddingMask::from_lengths(&[0, 0], 4, &device))
+                .pack_padding(true)
+                .output_hidden_states(true),
+        )
+        .unwrap();
+    let hidden = out.hidden_states.unwrap();
+    assert_eq!(hidden.len(), 3);
+    assert!(hidden.iter().all(|h| h.dims() == [2, 4, 8]));
+}
+
+#[test]
+fn a_split_batch_checks_mask_shapes_on_the_whole_batch() {
+    use kiln::BatchSplit;
+    let device = cpu_device();
+    let model: TransformerEncoder<Cpu> = TransformerEncoderConfig::new(8, 2, 1)
+        .with_batch_first(true)
+        .init(&device);
+    let src = Tensor::<Cpu, 3>::ones([3, 7, 8], &device);
+    // 4 rows for a batch of 3: each slice alone could look right or wrong; the error must
+    // name the whole batch's shape either way.
+    let mask = KeyPaddingMask::from_lengths(&[7, 7, 7, 7], 7, &device);
+    let err = model
+        .run(
+            EncoderInput::new(src)
+                .key_padding_mask(mask)
+                .batch_split(BatchSplit::Slices(2)),
+        )
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("[4, 7]") && text.contains("[B, S] = [3, 7]"),
+        "{text}"
+    );
 }

@@ -14,3 +14,13 @@ fn attention_kernels_agree_on_flex() {
     assert!(!kiln::AttentionKernel::Auto.is_fused::<Flex>(&device));
     kiln_tests::check_attention_kernels_agree::<Flex>(&device, 1e-5);
 }
+
+#[test]
+fn batch_split_on_flex_agrees_with_one_pass_and_is_on_by_default() {
+    let device = flex_device();
+    assert_eq!(
+        kiln::BatchSplit::Auto.slices::<Flex>(8, &device),
+        rayon::current_num_threads().min(8)
+    );
+    kiln_tests::check_batch_split_agrees::<Flex>(&device, 1e-5);
+}

@@ -258,3 +258,116 @@ pub fn check_attention_kernels_agree<B: Backend>(device: &B::Device, tol: f32) {
         }
     }
 }
+
+/// Checks that a forward pass split across threads ([`kiln::BatchSplit`]) gives what the
+/// unsplit pass gives, under every mask kind, with packed padding, attention weights, hidden
+/// states and Linear inputs, on a sequence-first model (batch on dimension 1).
+pub fn check_batch_split_agrees<B: Backend>(device: &B::Device, tol: f32) {
+    use burn::tensor::Distribution;
+    use kiln::{BatchSplit, TransformerEncoderConfig};
+
+    let (batch, seq, heads, d_model) = (5, 7, 4, 16);
+    let model: TransformerEncoder<B> = TransformerEncoderConfig::new(d_model, heads, 2)
+        .with_dim_feedforward(32)
+        .with_final_norm(true)
+        .init(device);
+    let x = Tensor::<B, 3>::random([seq, batch, d_model], Distribution::Default, device);
+    let lengths = [7, 3, 0, 5, 7];
+    let padding = || KeyPaddingMask::<B>::from_lengths(&lengths, seq, device);
+    let float_padding =
+        Tensor::<B, 2>::random([batch, seq], Distribution::Normal(0.0, 1.0), device);
+    let per_head_bool =
+        Tensor::<B, 3>::random([batch * heads, seq, seq], Distribution::Default, device)
+            .greater_elem(0.7);
+    let float_mask = Tensor::<B, 2>::random([seq, seq], Distribution::Normal(0.0, 1.0), device);
+    let cases: Vec<(&str, EncoderInput<B>)> = vec![
+        ("no mask", EncoderInput::new(x.clone())),
+        ("causal", EncoderInput::new(x.clone()).causal(true)),
+        (
+            "padding, weights, hidden states",
+            EncoderInput::new(x.clone())
+                .key_padding_mask(padding())
+                .need_weights(true)
+                .output_hidden_states(true),
+        ),
+        (
+            "float padding + float src_mask",
+            EncoderInput::new(x.clone())
+                .key_padding_mask(float_padding)
+                .src_mask(float_mask),
+        ),
+        (
+            "per-head bool src_mask (not split)",
+            EncoderInput::new(x.clone()).src_mask(per_head_bool),
+        ),
+        (
+            "packed padding, causal, hidden states",
+            EncoderInput::new(x.clone())
+                .key_padding_mask(padding())
+                .causal(true)
+                .pack_padding(true)
+                .output_hidden_states(true),
+        ),
+        (
+            "linear inputs",
+            EncoderInput::new(x.clone())
+                .key_padding_mask(padding())
+                .output_linear_inputs(true),
+        ),
+    ];
+    for (name, input) in cases {
+        let whole = model
+            .run(input.clone().batch_split(BatchSplit::Off))
+            .unwrap();
+        for slices in [2, 3, 8] {
+            let split = model
+                .run(input.clone().batch_split(BatchSplit::Slices(slices)))
+                .unwrap();
+            let what = format!("{name}, {slices} slices");
+            let same3 = |a: &Tensor<B, 3>, b: &Tensor<B, 3>, part: &str| {
+                assert_eq!(a.dims(), b.dims(), "{what}: {part} shape");
+                let diff = max_abs_diff(
+                    &HostTensor::from_tensor(a.clone()),
+                    &HostTensor::from_tensor(b.clone()),
+                );
+                assert!(diff <= tol, "{what}: {part} differs by {diff}");
+            };
+            same3(&whole.output, &split.output, "output");
+            assert_eq!(whole.hidden_states.is_some(), split.hidden_states.is_some());
+            for (a, b) in whole
+                .hidden_states
+                .iter()
+                .flatten()
+                .zip(split.hidden_states.iter().flatten())
+            {
+                same3(a, b, "hidden state");
+            }
+            assert_eq!(whole.attentions.is_some(), split.attentions.is_some());
+            for (a, b) in whole
+                .attentions
+                .iter()
+                .flatten()
+                .zip(split.attentions.iter().flatten())
+            {
+                assert_eq!(a.dims(), b.dims(), "{what}: attention shape");
+                let diff = max_abs_diff(
+                    &HostTensor::from_tensor(a.clone()),
+                    &HostTensor::from_tensor(b.clone()),
+                );
+                assert!(diff <= tol, "{what}: attention differs by {diff}");
+            }
+            assert_eq!(whole.linear_inputs.is_some(), split.linear_inputs.is_some());
+            for (a, b) in whole
+                .linear_inputs
+                .iter()
+                .flatten()
+                .zip(split.linear_inputs.iter().flatten())
+            {
+                same3(&a.in_proj, &b.in_proj, "in_proj input");
+                same3(&a.out_proj, &b.out_proj, "out_proj input");
+                same3(&a.linear1, &b.linear1, "linear1 input");
+                same3(&a.linear2, &b.linear2, "linear2 input");
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `cargo bench -p kiln-bench`: kiln vs burn's built-in encoder, same weights and inputs, at the
-//! "small" and "base" shapes, on ndarray (and wgpu when built with it and an adapter exists).
+//! "small" and "base" shapes, on ndarray (and flex, and wgpu when built with them and an
+//! adapter exists); on the CPU backends also kiln with its batch unsplit.
 
 use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
@@ -27,6 +28,17 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
                 y
             })
         });
+        if kiln::BatchSplit::Auto.slices::<B>(shape.batch, &device) > 1 {
+            // What splitting the batch across threads (the default on CPUs) gains.
+            group.bench_function("kiln-unsplit", |bench| {
+                bench.iter(|| {
+                    let input = EncoderInput::new(src.clone()).batch_split(kiln::BatchSplit::Off);
+                    let y = model.run(input).unwrap().output;
+                    B::sync(&device).unwrap();
+                    y
+                })
+            });
+        }
         group.bench_function("burn-nn", |bench| {
             bench.iter(|| {
                 let y = burn.forward(burn::nn::transformer::TransformerEncoderInput::new(

@@ -10,8 +10,8 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
 use kiln::{
-    Activation, AttentionKernel, EncoderInput, HostTensor, KeyPaddingMask, TransformerEncoder,
-    TransformerEncoderConfig,
+    Activation, AttentionKernel, BatchSplit, EncoderInput, HostTensor, KeyPaddingMask,
+    TransformerEncoder, TransformerEncoderConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
@@ -162,6 +162,11 @@ pub struct BenchReport {
     pub kiln_fused_op: Option<Measure>,
     /// max |kiln - kiln with the fused op| over the output.
     pub max_abs_diff_fused_op: Option<f32>,
+    /// kiln with its batch in one piece (`BatchSplit::Off`), where the default
+    /// (`BatchSplit::Auto`) splits it across threads (burn-flex): what the split gains.
+    pub kiln_unsplit: Option<Measure>,
+    /// max |kiln - kiln unsplit| over the output.
+    pub max_abs_diff_unsplit: Option<f32>,
     /// kiln tokens/s divided by burn's.
     pub speedup_vs_burn: f64,
     /// max |kiln - burn| over the output (the two must agree).
@@ -237,6 +242,11 @@ pub fn run<B: Backend>(
         let input = EncoderInput::new(src.clone()).attention_kernel(AttentionKernel::Fused);
         kiln_model.run(input).unwrap().output
     };
+    let compare_unsplit = BatchSplit::Auto.slices::<B>(shape.batch, device) > 1;
+    let kiln_unsplit_forward = || {
+        let input = EncoderInput::new(src.clone()).batch_split(BatchSplit::Off);
+        kiln_model.run(input).unwrap().output
+    };
     let burn_forward = || {
         burn_model.forward(burn::nn::transformer::TransformerEncoderInput::new(
             src.clone(),
@@ -249,6 +259,12 @@ pub fn run<B: Backend>(
     let max_abs_diff_vs_burn = max_abs_diff(&a.data, &b.data);
     let max_abs_diff_fused_op = compare_fused
         .then(|| max_abs_diff(&a.data, &HostTensor::from_tensor(kiln_fused_forward()).data));
+    let max_abs_diff_unsplit = compare_unsplit.then(|| {
+        max_abs_diff(
+            &a.data,
+            &HostTensor::from_tensor(kiln_unsplit_forward()).data,
+        )
+    });
 
     let mut run_kiln = || {
         let _ = kiln_forward();
@@ -259,18 +275,23 @@ pub fn run<B: Backend>(
     let mut run_kiln_fused = || {
         let _ = kiln_fused_forward();
     };
-    let times = if compare_fused {
-        alternate_all::<B>(
-            device,
-            repeat,
-            &mut [&mut run_kiln, &mut run_burn, &mut run_kiln_fused],
-        )
-    } else {
-        alternate_all::<B>(device, repeat, &mut [&mut run_kiln, &mut run_burn])
+    let mut run_kiln_unsplit = || {
+        let _ = kiln_unsplit_forward();
     };
+    // kiln and burn-nn first; then the variants this backend has, alternating with them.
+    let mut runs: Vec<&mut dyn FnMut()> = vec![&mut run_kiln, &mut run_burn];
+    if compare_fused {
+        runs.push(&mut run_kiln_fused);
+    }
+    if compare_unsplit {
+        runs.push(&mut run_kiln_unsplit);
+    }
+    let times = alternate_all::<B>(device, repeat, &mut runs);
     let mut kiln = measure(shape, times[0], roofline);
     let mut burn = measure(shape, times[1], roofline);
-    let kiln_fused_op = times.get(2).map(|&t| measure(shape, t, roofline));
+    let kiln_fused_op = compare_fused.then(|| measure(shape, times[2], roofline));
+    let kiln_unsplit =
+        compare_unsplit.then(|| measure(shape, times[2 + usize::from(compare_fused)], roofline));
     if let Some((peak, delta)) = memory::peak_during(|| {
         let _ = HostTensor::from_tensor(kiln_forward());
     }) {
@@ -296,6 +317,8 @@ pub fn run<B: Backend>(
         burn,
         kiln_fused_op,
         max_abs_diff_fused_op,
+        kiln_unsplit,
+        max_abs_diff_unsplit,
         max_abs_diff_vs_burn,
         padded,
     })

@@ -124,6 +124,9 @@ fn print_table(r: &BenchReport, device: &str) {
     if let Some(fused) = &r.kiln_fused_op {
         rows.push(("kiln, fused attn op", fused));
     }
+    if let Some(unsplit) = &r.kiln_unsplit {
+        rows.push(("kiln, batch unsplit", unsplit));
+    }
     for (name, m) in rows {
         println!(
             "{:<22} {:>12.0} {:>10.2} {:>10.1} {:>9.0}% {:>12}",
@@ -145,9 +148,15 @@ fn print_table(r: &BenchReport, device: &str) {
             r.kiln.tokens_per_second / fused.tokens_per_second
         );
     }
+    if let (Some(unsplit), Some(diff)) = (&r.kiln_unsplit, r.max_abs_diff_unsplit) {
+        println!(
+            "kiln with its batch split across threads / unsplit: {:.2}x (outputs agree to {diff:.1e})",
+            r.kiln.tokens_per_second / unsplit.tokens_per_second
+        );
+    }
     let p = &r.padded;
     println!(
-        "padded batch, lengths {:?} ({} real tokens): padded {:.0} real tok/s, packed {:.0} real tok/s: {:.2}x (agree to {:.1e})",
-        p.lengths, p.real_tokens, p.padded_real_tokens_per_second, p.packed_real_tokens_per_second, p.speedup, p.max_abs_diff
+        "padded batch, lengths {:?} ({} real tokens, {:.2}x fewer than padded): padded {:.0} real tok/s, packed {:.0} real tok/s: {:.2}x (agree to {:.1e})",
+        p.lengths, p.real_tokens, (s.batch * s.seq) as f64 / p.real_tokens as f64, p.padded_real_tokens_per_second, p.packed_real_tokens_per_second, p.speedup, p.max_abs_diff
     );
 }

@@ -64,6 +64,10 @@ pub struct TextModelArgs {
     /// packs the real tokens; the embeddings are the same). For comparison and debugging.
     #[arg(long)]
     pub no_pack_padding: bool,
+    /// Split each batch across CPU threads: `auto` (on the CPU backends), `off`, or a number
+    /// of slices. The embeddings are the same; for comparison and tuning.
+    #[arg(long, default_value = "auto")]
+    pub batch_split: kiln::BatchSplit,
 }
 
 #[derive(Args, Debug)]
@@ -191,7 +195,8 @@ pub(crate) fn load<B: Backend>(args: &TextModelArgs, device: &B::Device) -> Resu
     }
     Ok(encoder
         .with_batch_size(args.batch_size)
-        .with_pack_padding(!args.no_pack_padding))
+        .with_pack_padding(!args.no_pack_padding)
+        .with_batch_split(args.batch_split))
 }
 
 pub fn run_embed(args: &EmbedArgs) -> Result<()> {

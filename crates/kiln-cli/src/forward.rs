@@ -50,6 +50,10 @@ pub struct ForwardArgs {
     /// Accept NaN/inf in the input instead of failing.
     #[arg(long)]
     pub allow_nonfinite: bool,
+    /// Split the batch across CPU threads: `auto` (on the CPU backends), `off`, or a number of
+    /// slices. The output is the same; for comparison and tuning.
+    #[arg(long, default_value = "auto")]
+    pub batch_split: kiln::BatchSplit,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -187,6 +191,7 @@ fn forward<B: Backend>(
         src_key_padding_mask: key_padding_mask.clone(),
         is_causal: args.causal,
         need_weights,
+        batch_split: args.batch_split,
         ..EncoderInput::new(src.to_tensor::<B, 3>(device))
     };
 

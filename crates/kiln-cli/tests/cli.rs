@@ -160,6 +160,39 @@ fn forward_reproduces_pytorch_on_a_fixture_model() {
 }
 
 #[test]
+fn forward_batch_split_gives_the_same_output_and_rejects_zero_slices() {
+    let s = Setup::new("key_padding");
+    write_npy_bool(&s.path("pad.npy"), &s.tensors.tensors["key_padding_mask"]);
+    let run = |split: &str| {
+        let out = s.path(&format!("y_{split}.npy"));
+        s.forward()
+            .arg("--input")
+            .arg(s.path("src.npy"))
+            .arg("--key-padding-mask")
+            .arg(s.path("pad.npy"))
+            .args(["--batch-split", split, "--output"])
+            .arg(&out)
+            .assert()
+            .success();
+        read_npy(&out)
+    };
+    let whole = run("off");
+    for split in ["auto", "2"] {
+        let y = run(split);
+        assert_eq!(y.shape, whole.shape);
+        let diff = y
+            .data
+            .iter()
+            .zip(&whole.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= 1e-5, "--batch-split {split}: max-abs {diff}");
+    }
+    let err = fails(s.forward().args(["--batch-split", "0"]), 2);
+    assert!(err.contains("batch split must be"), "{err}");
+}
+
+#[test]
 fn forward_on_wgpu_matches_the_fixture() {
     let s = Setup::new("causal");
     let out = succeeds(

@@ -65,6 +65,27 @@ fn embed_file_matches_sentence_transformers_in_input_order() {
     );
     let (cos, abs) = compare_rows(&rows, &read_rows(&padded));
     assert!(cos > 0.99999 && abs < 1e-5, "cos {cos}, abs {abs}");
+    // One forward pass per batch (--batch-split off) and three slices per batch give the
+    // embeddings of the default split.
+    for split in ["off", "3"] {
+        let path = dir.path().join(format!("split_{split}.npy"));
+        succeeds(
+            kiln()
+                .args(["embed", "--backend", "ndarray", "--batch-size", "7"])
+                .args(["--batch-split", split])
+                .arg("--model")
+                .arg(minilm_dir())
+                .arg("--input-file")
+                .arg(&input)
+                .arg("--output")
+                .arg(&path),
+        );
+        let (cos, abs) = compare_rows(&rows, &read_rows(&path));
+        assert!(
+            cos > 0.99999 && abs < 1e-5,
+            "--batch-split {split}: cos {cos}, abs {abs}"
+        );
+    }
 }
 
 #[test]

@@ -161,6 +161,9 @@ pub struct TextEncoder<B: Backend> {
     /// attention per text: [`kiln::EncoderInput::pack_padding`]); on by default. Sentence
     /// vectors are the same (padding never reaches them) and cost what the real tokens cost.
     pub pack_padding: bool,
+    /// Whether slices of each batch run on separate CPU threads ([`kiln::BatchSplit`]; `Auto`
+    /// by default: split on the CPU backends, not on GPUs). The vectors are the same.
+    pub batch_split: kiln::BatchSplit,
     device: B::Device,
     source_dir: PathBuf,
 }
@@ -190,6 +193,7 @@ impl<B: Backend> TextEncoder<B> {
             lowercase: found.lowercase,
             batch_size: DEFAULT_BATCH_SIZE,
             pack_padding: true,
+            batch_split: kiln::BatchSplit::Auto,
             device: device.clone(),
             source_dir: found.dir.clone(),
         };
@@ -238,6 +242,12 @@ impl<B: Backend> TextEncoder<B> {
     /// Sets the batch size (at least 1).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Chooses whether batches are split across CPU threads (see [`Self::batch_split`]).
+    pub fn with_batch_split(mut self, split: kiln::BatchSplit) -> Self {
+        self.batch_split = split;
         self
     }
 
@@ -328,7 +338,11 @@ impl<B: Backend> TextEncoder<B> {
             batch.input_ids.clone(),
             batch.token_type_ids.clone(),
             &batch.lengths,
-            |input| input.pack_padding(self.pack_padding),
+            |input| {
+                input
+                    .pack_padding(self.pack_padding)
+                    .batch_split(self.batch_split)
+            },
         )?;
         Ok(out.output)
     }

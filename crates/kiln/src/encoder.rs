@@ -8,7 +8,10 @@ use burn::tensor::Tensor;
 use crate::config::{LayerInit, TransformerEncoderConfig};
 use crate::error::{KilnError, Result};
 use crate::layer::{LinearInputs, TransformerEncoderLayer};
-use crate::mask::{AttentionBias, AttentionKernel, AttentionPath, KeyPaddingMask, SrcMask};
+use crate::mask::{
+    check_mask_shapes, AttentionBias, AttentionKernel, AttentionPath, KeyPaddingMask, SrcMask,
+};
+use crate::split::{assign, join_outputs, slice_input, BatchSplit};
 
 /// A stack of [`TransformerEncoderLayer`]s, the counterpart of `torch.nn.TransformerEncoder`
 /// (`layers.{i}.*` and `norm.*` in its `state_dict`).
@@ -140,6 +143,10 @@ pub struct EncoderInput<B: Backend> {
     /// How attention is computed when its weights are not needed (default
     /// [`AttentionKernel::Auto`]: matmuls on views on burn-flex, burn's fused op elsewhere).
     pub attention_kernel: AttentionKernel,
+    /// Whether slices of the batch run on separate CPU threads (default [`BatchSplit::Auto`]:
+    /// one slice per thread on the CPU backends outside autodiff, no split on GPUs). Outputs
+    /// are the same either way (to float rounding of differently blocked matmuls).
+    pub batch_split: BatchSplit,
 }
 
 impl<B: Backend> EncoderInput<B> {
@@ -156,7 +163,13 @@ impl<B: Backend> EncoderInput<B> {
             pack_padding: false,
             output_linear_inputs: false,
             attention_kernel: AttentionKernel::Auto,
+            batch_split: BatchSplit::Auto,
         }
+    }
+    /// Chooses whether slices of the batch run on separate threads (see [`BatchSplit`]).
+    pub fn batch_split(mut self, split: BatchSplit) -> Self {
+        self.batch_split = split;
+        self
     }
     /// Chooses how attention is computed (see [`AttentionKernel`]).
     pub fn attention_kernel(mut self, kernel: AttentionKernel) -> Self {
@@ -274,20 +287,38 @@ impl<B: Backend> TransformerEncoder<B> {
         }
         // Attention dropout needs the weights-materialising path, which does not pack.
         let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
-        if input.pack_padding
+        let packed_lengths = if input.pack_padding
             && !input.need_weights
             && !input.output_linear_inputs
             && !training_dropout
             && input.src_mask.is_none()
         {
-            let lengths = input
+            input
                 .src_key_padding_mask
                 .as_ref()
                 .filter(|m| m.dims() == [batch, seq])
-                .and_then(|m| m.suffix_lengths());
-            if let Some(lengths) = lengths {
-                return Ok(self.run_packed(input, lengths));
-            }
+                .and_then(|m| m.suffix_lengths())
+        } else {
+            None
+        };
+        let slices = input.batch_split.slices::<B>(batch, &input.src.device());
+        let per_sequence_mask =
+            matches!(input.src_mask, Some(SrcMask::Bool3(_) | SrcMask::Float3(_)));
+        if slices > 1 && !per_sequence_mask {
+            // Shapes are checked on the whole batch: a slice would only see its own rows.
+            check_mask_shapes(
+                batch,
+                seq,
+                self.config.nhead,
+                input.src_mask.as_ref(),
+                input.src_key_padding_mask.as_ref(),
+            )?;
+            // A sequence's cost grows with its real tokens when the padding is skipped.
+            let cost = packed_lengths.unwrap_or_else(|| vec![seq; batch]);
+            return self.run_split(input, &cost, slices);
+        }
+        if let Some(lengths) = packed_lengths {
+            return Ok(self.run_packed(input, lengths));
         }
         let fused_kernel = input.attention_kernel.is_fused::<B>(&input.src.device());
         let path = AttentionPath::choose(input.need_weights || training_dropout, fused_kernel);
@@ -335,6 +366,28 @@ impl<B: Backend> TransformerEncoder<B> {
         })
     }
 
+    /// The forward pass as `slices` forward passes over slices of the batch, on rayon's threads.
+    fn run_split(
+        &self,
+        input: EncoderInput<B>,
+        cost: &[usize],
+        slices: usize,
+    ) -> Result<EncoderOutput<B>> {
+        use rayon::prelude::*;
+        let batch_dim = if self.config.batch_first { 0 } else { 1 };
+        let members = assign(cost, slices);
+        let inputs: Vec<EncoderInput<B>> = members
+            .iter()
+            .map(|indices| slice_input(&input, batch_dim, indices))
+            .collect();
+        drop(input);
+        let parts = inputs
+            .into_par_iter()
+            .map(|slice| self.run(slice))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(join_outputs(parts, &members, batch_dim))
+    }
+
     /// The forward pass without padding: real tokens packed into `[1, N, E]`.
     fn run_packed(&self, input: EncoderInput<B>, lengths: Vec<usize>) -> EncoderOutput<B> {
         let batch_first = self.config.batch_first;
@@ -349,11 +402,14 @@ impl<B: Backend> TransformerEncoder<B> {
             .map(|(b, &len)| x.clone().narrow(0, b, 1).narrow(1, 0, len))
             .collect();
         if pieces.is_empty() {
-            let zeros = Tensor::zeros([batch, seq, d_model], &device);
+            // Every sequence is empty: zeros everywhere, as for any padded position.
+            let zeros = to_batch_first(Tensor::zeros([batch, seq, d_model], &device), batch_first);
             return EncoderOutput {
-                output: to_batch_first(zeros, batch_first),
+                hidden_states: input
+                    .output_hidden_states
+                    .then(|| vec![zeros.clone(); self.layers.len()]),
+                output: zeros,
                 attentions: None,
-                hidden_states: input.output_hidden_states.then(|| vec![]),
                 linear_inputs: None,
             };
         }

@@ -30,6 +30,7 @@ pub mod encoder;
 pub mod error;
 pub mod layer;
 pub mod mask;
+pub mod split;
 pub mod weights;
 
 pub use attention::{masked_softmax, AttentionOutput, MultiHeadAttention};
@@ -41,4 +42,5 @@ pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder
 pub use error::{KilnError, Result};
 pub use layer::{LinearInputs, TransformerEncoderLayer};
 pub use mask::{padding_from_lengths, AttentionKernel, KeyPaddingMask, SrcMask};
+pub use split::BatchSplit;
 pub use weights::{HostTensor, LoadReport, TensorFile, WeightSlot};

@@ -250,6 +250,46 @@ pub(crate) struct AttentionBias<B: Backend> {
     pub lengths: Vec<usize>,
 }
 
+/// Fails with [`KilnError::Shape`] unless `src_mask` is `[S, S]` or `[B * nhead, S, S]` and
+/// `key_padding_mask` is `[B, S]`.
+pub(crate) fn check_mask_shapes<B: Backend>(
+    batch: usize,
+    seq: usize,
+    nhead: usize,
+    src_mask: Option<&SrcMask<B>>,
+    key_padding_mask: Option<&KeyPaddingMask<B>>,
+) -> Result<()> {
+    if let Some(mask) = src_mask {
+        let dims = mask.dims();
+        let ok = if dims.len() == 3 {
+            dims == [batch * nhead, seq, seq]
+        } else {
+            dims == [seq, seq]
+        };
+        if !ok {
+            return Err(KilnError::shape(
+                "src_mask",
+                &dims,
+                format!(
+                    "[S, S] = [{seq}, {seq}] or [B*nhead, S, S] = [{}, {seq}, {seq}]",
+                    batch * nhead
+                ),
+            ));
+        }
+    }
+    if let Some(mask) = key_padding_mask {
+        let dims = mask.dims();
+        if dims != [batch, seq] {
+            return Err(KilnError::shape(
+                "src_key_padding_mask",
+                &dims,
+                format!("[B, S] = [{batch}, {seq}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl<B: Backend> AttentionBias<B> {
     /// Validates and merges the masks of a batch of `batch` sequences of `seq` tokens, for
     /// `path`; `fused_kernel` as given to [`AttentionPath::choose`].
@@ -269,25 +309,9 @@ impl<B: Backend> AttentionBias<B> {
         let mut floats: Vec<Tensor<B, 4>> = Vec::new();
         let mut mask_heads = None;
 
+        check_mask_shapes(batch, seq, nhead, src_mask, key_padding_mask)?;
         if let Some(mask) = src_mask {
-            let dims = mask.dims();
-            let per_head = dims.len() == 3;
-            let ok = if per_head {
-                dims == [batch * nhead, seq, seq]
-            } else {
-                dims == [seq, seq]
-            };
-            if !ok {
-                return Err(KilnError::shape(
-                    "src_mask",
-                    &dims,
-                    format!(
-                        "[S, S] = [{seq}, {seq}] or [B*nhead, S, S] = [{}, {seq}, {seq}]",
-                        batch * nhead
-                    ),
-                ));
-            }
-            if per_head {
+            if mask.dims().len() == 3 {
                 mask_heads = Some(nhead);
             }
             match mask.clone() {
@@ -299,14 +323,6 @@ impl<B: Backend> AttentionBias<B> {
             }
         }
         if let Some(mask) = key_padding_mask {
-            let dims = mask.dims();
-            if dims != [batch, seq] {
-                return Err(KilnError::shape(
-                    "src_key_padding_mask",
-                    &dims,
-                    format!("[B, S] = [{batch}, {seq}]"),
-                ));
-            }
             // [B, S] -> [B, 1, 1, S]: the same keys are masked for every head and query.
             match mask.clone() {
                 KeyPaddingMask::Bool(t) => bools.push(t.reshape([batch, 1, 1, seq])),
