@@ -19,8 +19,9 @@ pub enum BatchSplit {
     /// matrix products, both run much of a layer on one thread (flex: every element-wise op,
     /// bias adds, GELU's `erf`, residuals; both: small per-head matmuls, copies, LayerNorm), and
     /// a small matrix product does not keep every core busy; with one slice per thread all of
-    /// that runs on every core. Measured 1.54x on flex and 1.26x on ndarray at "base" (`kiln
-    /// bench` prints the unsplit row). Elsewhere (the GPU backends, one queue): no split.
+    /// that runs on every core. Measured 1.48x on flex and 1.30x on ndarray at "base" (`kiln
+    /// bench` prints the unsplit row; docs/benchmarks.md). Elsewhere (the GPU backends, one
+    /// queue): no split.
     #[default]
     Auto,
     /// One forward pass over the whole batch.
