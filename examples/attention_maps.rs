@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (batch, seq) = (1, 6);
     let src = Tensor::<Cpu, 3>::random([batch, seq, 32], Distribution::Normal(0.0, 1.0), &device);
     // The last two tokens are padding: no query attends to them.
-    let padding = KeyPaddingMask::from_lengths(&[4], seq, &device);
+    let padding = KeyPaddingMask::from_lengths(&[4], seq);
     let out = model.run(
         EncoderInput::new(src)
             .key_padding_mask(padding)

@@ -51,7 +51,7 @@ fn run(
     let mut input = EncoderInput::new(x.clone());
     if let Some(lengths) = lengths {
         let seq = x.dims()[if model.config.batch_first { 1 } else { 0 }];
-        input = input.key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq, &x.device()));
+        input = input.key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq));
     }
     HostTensor::from_tensor(model.run(input).unwrap().output)
 }

@@ -18,7 +18,7 @@ fn run<B: burn::prelude::Backend>(
 ) -> (HostTensor, Vec<HostTensor>) {
     let seq = src.shape[1];
     let input = EncoderInput::new(src.to_tensor::<B, 3>(device))
-        .key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq, device))
+        .key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq))
         .need_weights(true);
     let out = model.run(input).unwrap();
     let weights = out
@@ -66,7 +66,7 @@ fn ndarray_and_wgpu_agree() {
         .forward(
             src.to_tensor(&gpu),
             None,
-            Some(KeyPaddingMask::from_lengths(&lengths, 9, &gpu)),
+            Some(KeyPaddingMask::from_lengths(&lengths, 9)),
             false,
         )
         .unwrap();

@@ -65,8 +65,8 @@ fn rollout_rows_sum_to_one_and_padding_receives_nothing() {
     let model = small_model(3);
     let src = Tensor::<Cpu, 3>::random([2, 6, 16], Distribution::Normal(0.0, 1.0), &device);
     let lengths = [6, 4];
-    let input = EncoderInput::new(src.clone())
-        .key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 6, &device));
+    let input =
+        EncoderInput::new(src.clone()).key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 6));
     let maps = encoder_attention(&model, input, Some(&lengths)).unwrap();
     for (item, &len) in maps.iter().zip(&lengths) {
         let r = rollout(item);
@@ -234,7 +234,7 @@ fn gradient_x_input_matches_a_finite_difference() {
     let f = |scale: f32| {
         let pooled =
             pooled_from_word_vectors(&inner, &inner.model, x.clone() * scale, &batch).unwrap();
-        let v = target.value(pooled, inner.normalize).unwrap();
+        let v = target.value(pooled, inner.pipeline.normalize).unwrap();
         kiln::HostTensor::from_tensor(v).data[0] as f64
     };
     let eps = 1e-2;

@@ -26,15 +26,16 @@ fn captured_linear_inputs_rebuild_every_layer() {
             .with_batch_first(true);
         let model = config.init::<Cpu>(&device);
         let src = Tensor::<Cpu, 3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device);
-        let padding = KeyPaddingMask::from_lengths(&[5, 3], 5, &device);
+        let padding = KeyPaddingMask::from_lengths(&[5, 3], 5);
         let plain = model
             .run(EncoderInput::new(src.clone()).key_padding_mask(padding.clone()))
             .unwrap();
+        // Asking for Linear inputs keeps the padded path even where padding would be skipped.
         let out = model
-            .run(
+            .run_with(
+                &kiln::Execution::default().with_pack_padding(true),
                 EncoderInput::new(src.clone())
                     .key_padding_mask(padding)
-                    .pack_padding(true)
                     .output_hidden_states(true)
                     .output_linear_inputs(true),
             )

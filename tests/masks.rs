@@ -24,7 +24,7 @@ fn fully_masked_rows_are_finite_with_zero_weights() {
     let device = cpu_device();
     let model = model();
     // Item 1 is all padding: every query row of it has no key to attend to.
-    let padding = KeyPaddingMask::<Cpu>::from_lengths(&[5, 0], 5, &device);
+    let padding = KeyPaddingMask::<Cpu>::from_lengths(&[5, 0], 5);
     let input = EncoderInput::new(src(2, 5)).key_padding_mask(padding.clone());
     let fast = HostTensor::from_tensor(model.run(input.clone()).unwrap().output);
     assert!(
@@ -90,7 +90,7 @@ fn padding_does_not_change_real_tokens() {
         .forward(
             padded,
             None,
-            Some(KeyPaddingMask::from_lengths(&[4], 7, &device)),
+            Some(KeyPaddingMask::from_lengths(&[4], 7)),
             false,
         )
         .unwrap();
@@ -129,7 +129,7 @@ fn wrong_shapes_are_errors_not_panics() {
         "{err}"
     );
 
-    let bad_pad = KeyPaddingMask::from_lengths(&[5, 5, 5], 5, &device);
+    let bad_pad = KeyPaddingMask::from_lengths(&[5, 5, 5], 5);
     let err = model
         .forward(src(2, 5), None, Some(bad_pad), false)
         .unwrap_err();
@@ -148,9 +148,8 @@ fn nan_input_is_reported_when_checked() {
         [0..1, 1..2, 0..1],
         Tensor::from_data([[[f32::NAN]]], &device),
     );
-    let err = model
-        .run(EncoderInput::new(x).check_finite(true))
-        .unwrap_err();
+    let _ = &model;
+    let err = kiln::ensure_finite(&x, "src").unwrap_err();
     assert!(
         matches!(err, KilnError::NonFinite { count: 1, .. }),
         "{err}"
@@ -164,13 +163,16 @@ fn packed_padding_matches_padded_on_real_tokens_and_zeros_the_rest() {
     let lengths = [6, 2, 0, 5];
     for causal in [false, true] {
         let x = src(4, 6);
-        let padding = KeyPaddingMask::<Cpu>::from_lengths(&lengths, 6, &device);
+        let padding = KeyPaddingMask::<Cpu>::from_lengths(&lengths, 6);
         let input = EncoderInput::new(x)
             .key_padding_mask(padding)
             .causal(causal);
         let padded = HostTensor::from_tensor(model.run(input.clone()).unwrap().output);
         let packed = model
-            .run(input.pack_padding(true).output_hidden_states(true))
+            .run_with(
+                &kiln::Execution::default().with_pack_padding(true),
+                input.output_hidden_states(true),
+            )
             .unwrap();
         assert_eq!(packed.hidden_states.as_ref().unwrap().len(), 2);
         let packed = HostTensor::from_tensor(packed.output);
@@ -194,7 +196,8 @@ fn packed_padding_matches_padded_on_real_tokens_and_zeros_the_rest() {
 }
 
 #[test]
-fn non_suffix_padding_falls_back_to_the_padded_path() {
+fn a_bool_padding_tensor_takes_the_padded_path() {
+    // Only host-side lengths are packed: a mask on the device is never read back to find them.
     let device = cpu_device();
     let model = model();
     let x = src(1, 4);
@@ -204,7 +207,12 @@ fn non_suffix_padding_falls_back_to_the_padded_path() {
     );
     let input = EncoderInput::new(x).key_padding_mask(holes);
     let a = HostTensor::from_tensor(model.run(input.clone()).unwrap().output);
-    let b = HostTensor::from_tensor(model.run(input.pack_padding(true)).unwrap().output);
+    let b = HostTensor::from_tensor(
+        model
+            .run_with(&kiln::Execution::default().with_pack_padding(true), input)
+            .unwrap()
+            .output,
+    );
     assert_eq!(a, b);
 }
 
@@ -222,11 +230,12 @@ fn training_with_dropout_never_packs_the_padding() {
     // Item 1 has 2 real tokens of 4; its last position is padding.
     let last_padded_row = |model: &kiln::TransformerEncoder<CpuAutodiff>| {
         let x = Tensor::random([2, 4, 16], Distribution::Normal(0.0, 1.0), &device);
-        let padding = KeyPaddingMask::<CpuAutodiff>::from_lengths(&[4, 2], 4, &device);
-        let input = EncoderInput::new(x)
-            .key_padding_mask(padding)
-            .pack_padding(true);
-        let out = HostTensor::from_tensor(model.run(input).unwrap().output.inner());
+        let padding = KeyPaddingMask::<CpuAutodiff>::from_lengths(&[4, 2], 4);
+        let input = EncoderInput::new(x).key_padding_mask(padding);
+        let out = model
+            .run_with(&kiln::Execution::default().with_pack_padding(true), input)
+            .unwrap();
+        let out = HostTensor::from_tensor(out.output.inner());
         out.data[(4 + 3) * 16..(4 + 4) * 16].to_vec()
     };
     assert!(last_padded_row(&model).iter().any(|&v| v != 0.0));
@@ -276,10 +285,10 @@ fn an_all_padding_batch_has_one_hidden_state_per_layer_when_packed() {
         .init(&device);
     let src = Tensor::<Cpu, 3>::ones([2, 4, 8], &device);
     let out = model
-        .run(
+        .run_with(
+            &kiln::Execution::default().with_pack_padding(true),
             EncoderInput::new(src)
-                .key_padding_mask(KeyPaddingMask::from_lengths(&[0, 0], 4, &device))
-                .pack_padding(true)
+                .key_padding_mask(KeyPaddingMask::from_lengths(&[0, 0], 4))
                 .output_hidden_states(true),
         )
         .unwrap();
@@ -298,12 +307,11 @@ fn a_split_batch_checks_mask_shapes_on_the_whole_batch() {
     let src = Tensor::<Cpu, 3>::ones([3, 7, 8], &device);
     // 4 rows for a batch of 3: each slice alone could look right or wrong; the error must
     // name the whole batch's shape either way.
-    let mask = KeyPaddingMask::from_lengths(&[7, 7, 7, 7], 7, &device);
+    let mask = KeyPaddingMask::from_lengths(&[7, 7, 7, 7], 7);
     let err = model
-        .run(
-            EncoderInput::new(src)
-                .key_padding_mask(mask)
-                .batch_split(BatchSplit::Slices(2)),
+        .run_with(
+            &kiln::Execution::default().with_batch_split(BatchSplit::Slices(2)),
+            EncoderInput::new(src).key_padding_mask(mask),
         )
         .unwrap_err();
     let text = err.to_string();

@@ -79,7 +79,7 @@ fn skipping_the_padding_changes_no_sentence_vector() {
     // One batch of texts from 3 to 256 tokens: packed (the default) and padded agree.
     let reference = minilm_reference();
     let encoder = encoder().with_batch_size(64);
-    assert!(encoder.pack_padding, "on by default");
+    assert!(encoder.execution().pack_padding, "on by default");
     let packed = encoder.embed(&reference.sentences).unwrap();
     let padded = encoder
         .with_pack_padding(false)

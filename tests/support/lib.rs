@@ -199,7 +199,8 @@ pub fn check_attention_kernels_agree<B: Backend>(device: &B::Device, tol: f32) {
     let src = || Tensor::<B, 3>::random([batch, seq, d_model], Distribution::Default, device);
     let x = src();
     let lengths = [7, 3, 0];
-    let padding = || KeyPaddingMask::<B>::from_lengths(&lengths, seq, device);
+    let padding = || KeyPaddingMask::<B>::from_lengths(&lengths, seq);
+    let bool_padding = kiln::padding_from_lengths::<B>(&lengths, seq, device);
     let per_head_bool =
         Tensor::<B, 3>::random([batch * heads, seq, seq], Distribution::Default, device)
             .greater_elem(0.7);
@@ -208,7 +209,11 @@ pub fn check_attention_kernels_agree<B: Backend>(device: &B::Device, tol: f32) {
         ("no mask", EncoderInput::new(x.clone())),
         ("causal", EncoderInput::new(x.clone()).causal(true)),
         (
-            "padding",
+            "padding (bool tensor)",
+            EncoderInput::new(x.clone()).key_padding_mask(bool_padding),
+        ),
+        (
+            "padding (lengths)",
             EncoderInput::new(x.clone()).key_padding_mask(padding()),
         ),
         (
@@ -222,37 +227,38 @@ pub fn check_attention_kernels_agree<B: Backend>(device: &B::Device, tol: f32) {
             "float src_mask",
             EncoderInput::new(x.clone()).src_mask(float_mask),
         ),
-        (
-            "packed padding, causal",
-            EncoderInput::new(x.clone())
-                .key_padding_mask(padding())
-                .causal(true)
-                .pack_padding(true),
-        ),
     ];
-    for (name, input) in cases {
-        let run = |input: EncoderInput<B>, kernel: &str| {
-            let out = HostTensor::from_tensor(model.run(input).unwrap().output);
+    // Each case padded, and with the padding skipped where it can be.
+    let packed_case = (
+        "packed padding, causal",
+        EncoderInput::new(x.clone())
+            .key_padding_mask(padding())
+            .causal(true),
+    );
+    let cases = cases
+        .into_iter()
+        .map(|(name, input)| (name, input, false))
+        .chain([(packed_case.0, packed_case.1, true)]);
+    for (name, input, pack) in cases {
+        let run = |input: EncoderInput<B>, kernel: AttentionKernel| {
+            let execution = kiln::Execution::default()
+                .with_pack_padding(pack)
+                .with_attention_kernel(kernel);
+            let out = HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output);
             assert!(
                 out.data.iter().all(|v| v.is_finite()),
-                "{name}: non-finite output ({kernel})"
+                "{name}: non-finite output ({kernel:?})"
             );
             out
         };
-        let matmul = run(
-            input.clone().attention_kernel(AttentionKernel::Matmul),
-            "matmul",
-        );
-        let fused = run(
-            input.clone().attention_kernel(AttentionKernel::Fused),
-            "fused op",
-        );
-        let auto = run(input.clone(), "auto");
+        let matmul = run(input.clone(), AttentionKernel::Matmul);
+        let fused = run(input.clone(), AttentionKernel::Fused);
+        let auto = run(input.clone(), AttentionKernel::Auto);
         let diff = max_abs_diff(&matmul, &fused);
         assert!(diff <= tol, "{name}: matmul vs fused op differ by {diff}");
         assert!(max_abs_diff(&auto, &matmul) <= tol, "{name}: auto differs");
-        if !input.pack_padding {
-            let explicit = run(input.need_weights(true), "explicit");
+        if !pack {
+            let explicit = run(input.need_weights(true), AttentionKernel::Auto);
             let diff = max_abs_diff(&matmul, &explicit);
             assert!(diff <= tol, "{name}: matmul vs explicit differ by {diff}");
         }
@@ -273,7 +279,7 @@ pub fn check_batch_split_agrees<B: Backend>(device: &B::Device, tol: f32) {
         .init(device);
     let x = Tensor::<B, 3>::random([seq, batch, d_model], Distribution::Default, device);
     let lengths = [7, 3, 0, 5, 7];
-    let padding = || KeyPaddingMask::<B>::from_lengths(&lengths, seq, device);
+    let padding = || KeyPaddingMask::<B>::from_lengths(&lengths, seq);
     let float_padding =
         Tensor::<B, 2>::random([batch, seq], Distribution::Normal(0.0, 1.0), device);
     let per_head_bool =
@@ -297,7 +303,7 @@ pub fn check_batch_split_agrees<B: Backend>(device: &B::Device, tol: f32) {
                 .src_mask(float_mask),
         ),
         (
-            "per-head bool src_mask (not split)",
+            "per-head bool src_mask",
             EncoderInput::new(x.clone()).src_mask(per_head_bool),
         ),
         (
@@ -305,7 +311,6 @@ pub fn check_batch_split_agrees<B: Backend>(device: &B::Device, tol: f32) {
             EncoderInput::new(x.clone())
                 .key_padding_mask(padding())
                 .causal(true)
-                .pack_padding(true)
                 .output_hidden_states(true),
         ),
         (
@@ -316,12 +321,17 @@ pub fn check_batch_split_agrees<B: Backend>(device: &B::Device, tol: f32) {
         ),
     ];
     for (name, input) in cases {
+        // Padding given as lengths is skipped (where nothing else needs the padded layout).
+        let execution = kiln::Execution::default().with_pack_padding(true);
         let whole = model
-            .run(input.clone().batch_split(BatchSplit::Off))
+            .run_with(&execution.with_batch_split(BatchSplit::Off), input.clone())
             .unwrap();
         for slices in [2, 3, 8] {
             let split = model
-                .run(input.clone().batch_split(BatchSplit::Slices(slices)))
+                .run_with(
+                    &execution.with_batch_split(BatchSplit::Slices(slices)),
+                    input.clone(),
+                )
                 .unwrap();
             let what = format!("{name}, {slices} slices");
             let same3 = |a: &Tensor<B, 3>, b: &Tensor<B, 3>, part: &str| {

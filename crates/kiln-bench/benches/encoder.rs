@@ -32,8 +32,9 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
             // What splitting the batch across threads (the default on CPUs) gains.
             group.bench_function("kiln-unsplit", |bench| {
                 bench.iter(|| {
-                    let input = EncoderInput::new(src.clone()).batch_split(kiln::BatchSplit::Off);
-                    let y = model.run(input).unwrap().output;
+                    let unsplit = model.execution.with_batch_split(kiln::BatchSplit::Off);
+                    let input = EncoderInput::new(src.clone());
+                    let y = model.run_with(&unsplit, input).unwrap().output;
                     B::sync(&device).unwrap();
                     y
                 })
@@ -50,7 +51,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
         });
         let lengths = spread_lengths(shape.batch, shape.seq, 0);
         let input = EncoderInput::new(src.clone())
-            .key_padding_mask(KeyPaddingMask::from_lengths(&lengths, shape.seq, &device));
+            .key_padding_mask(KeyPaddingMask::from_lengths(&lengths, shape.seq));
         group.throughput(Throughput::Elements(lengths.iter().sum::<usize>() as u64));
         group.bench_function("kiln-padded", |bench| {
             bench.iter(|| model.run(input.clone()).unwrap().output.into_data())
@@ -58,7 +59,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str, device: B::Device
         group.bench_function("kiln-packed", |bench| {
             bench.iter(|| {
                 model
-                    .run(input.clone().pack_padding(true))
+                    .run_with(&model.execution.with_pack_padding(true), input.clone())
                     .unwrap()
                     .output
                     .into_data()

@@ -10,7 +10,7 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
 use kiln::{
-    Activation, AttentionKernel, BatchSplit, EncoderInput, HostTensor, KeyPaddingMask,
+    Activation, AttentionKernel, BatchSplit, EncoderInput, Execution, HostTensor, KeyPaddingMask,
     TransformerEncoder, TransformerEncoderConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -239,13 +239,15 @@ pub fn run<B: Backend>(
     let kiln_forward = || kiln_model.forward(src.clone(), None, None, false).unwrap();
     let compare_fused = !AttentionKernel::Auto.is_fused::<B>(device);
     let kiln_fused_forward = || {
-        let input = EncoderInput::new(src.clone()).attention_kernel(AttentionKernel::Fused);
-        kiln_model.run(input).unwrap().output
+        let fused = Execution::default().with_attention_kernel(AttentionKernel::Fused);
+        let input = EncoderInput::new(src.clone());
+        kiln_model.run_with(&fused, input).unwrap().output
     };
     let compare_unsplit = BatchSplit::Auto.slices::<B>(shape.batch, device) > 1;
     let kiln_unsplit_forward = || {
-        let input = EncoderInput::new(src.clone()).batch_split(BatchSplit::Off);
-        kiln_model.run(input).unwrap().output
+        let unsplit = Execution::default().with_batch_split(BatchSplit::Off);
+        let input = EncoderInput::new(src.clone());
+        kiln_model.run_with(&unsplit, input).unwrap().output
     };
     let burn_forward = || {
         burn_model.forward(burn::nn::transformer::TransformerEncoderInput::new(
@@ -342,10 +344,11 @@ fn padded_measure<B: Backend>(
 ) -> PaddedMeasure {
     let lengths = spread_lengths(shape.batch, shape.seq, seed);
     let real_tokens: usize = lengths.iter().sum();
-    let padding = KeyPaddingMask::from_lengths(&lengths, shape.seq, device);
+    let padding = KeyPaddingMask::from_lengths(&lengths, shape.seq);
     let input = EncoderInput::new(src.clone()).key_padding_mask(padding);
     let padded_run = || model.run(input.clone()).unwrap().output;
-    let packed_run = || model.run(input.clone().pack_padding(true)).unwrap().output;
+    let packed = model.execution.with_pack_padding(true);
+    let packed_run = || model.run_with(&packed, input.clone()).unwrap().output;
 
     let a = HostTensor::from_tensor(padded_run());
     let b = HostTensor::from_tensor(packed_run());

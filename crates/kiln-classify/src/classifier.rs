@@ -56,7 +56,7 @@ impl EncoderRef {
                 .iter()
                 .map(|p| p.name().to_string())
                 .collect(),
-            normalize: encoder.normalize,
+            normalize: encoder.pipeline.normalize,
         }
     }
 
@@ -90,8 +90,8 @@ impl EncoderRef {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        encoder.pooling = PoolingConfig { modes };
-        encoder.normalize = self.normalize;
+        encoder.pipeline.pooling = PoolingConfig { modes };
+        encoder.pipeline.normalize = self.normalize;
         encoder.set_max_seq_length(self.max_seq_length)?;
         if encoder.dim() != self.dim {
             return Err(ClassifyError::Invalid(format!(

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use burn::prelude::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 use clap::Args;
-use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder};
+use kiln::{EncoderInput, Execution, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder};
 
 use crate::backend_select::{select, BackendChoice};
 use crate::info::same_file;
@@ -122,19 +122,18 @@ fn forward<B: Backend>(
     backend: &str,
     device_name: &str,
 ) -> Result<()> {
-    let model: TransformerEncoder<B> = model_source::load(&args.model, device)?;
+    let model: TransformerEncoder<B> = model_source::load(&args.model, device)?
+        .with_execution(Execution::default().with_batch_split(args.batch_split));
     let config = model.config.clone();
 
     let src = match &args.input {
         Some(path) => {
-            let array = npy::read(path)?;
-            if array.is_bool {
+            let npy::NpyArray::Float(t) = npy::read(path)? else {
                 bail!(
                     "{}: input must be float32 or float16, not bool",
                     path.display()
                 );
-            }
-            let t = array.tensor;
+            };
             if t.shape.len() != 3 {
                 bail!(
                     "{}: input has shape {:?}, expected 3 dimensions {}",
@@ -191,7 +190,6 @@ fn forward<B: Backend>(
         src_key_padding_mask: key_padding_mask.clone(),
         is_causal: args.causal,
         need_weights,
-        batch_split: args.batch_split,
         ..EncoderInput::new(src.to_tensor::<B, 3>(device))
     };
 
@@ -307,44 +305,66 @@ fn random_input(
 }
 
 fn bool_tensor<B: Backend, const D: usize>(
-    t: &HostTensor,
+    shape: Vec<usize>,
+    values: Vec<bool>,
     device: &B::Device,
 ) -> Tensor<B, D, Bool> {
-    let values: Vec<bool> = t.data.iter().map(|&v| v != 0.0).collect();
-    Tensor::from_data(TensorData::new(values, t.shape.clone()), device)
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 fn read_src_mask<B: Backend>(path: &Path, device: &B::Device) -> Result<SrcMask<B>> {
     let array = npy::read(path)?;
-    let t = &array.tensor;
-    Ok(match (t.shape.len(), array.is_bool) {
-        (2, true) => SrcMask::Bool2(bool_tensor(t, device)),
-        (3, true) => SrcMask::Bool3(bool_tensor(t, device)),
-        (2, false) => SrcMask::Float2(t.to_tensor(device)),
-        (3, false) => SrcMask::Float3(t.to_tensor(device)),
-        _ => bail!(
+    Ok(match array {
+        npy::NpyArray::Bool { shape, values } if shape.len() == 2 => {
+            SrcMask::Bool2(bool_tensor(shape, values, device))
+        }
+        npy::NpyArray::Bool { shape, values } if shape.len() == 3 => {
+            SrcMask::Bool3(bool_tensor(shape, values, device))
+        }
+        npy::NpyArray::Float(t) if t.shape.len() == 2 => SrcMask::Float2(t.to_tensor(device)),
+        npy::NpyArray::Float(t) if t.shape.len() == 3 => SrcMask::Float3(t.to_tensor(device)),
+        other => bail!(
             "{}: src_mask has shape {:?}, expected [S, S] or [B*nhead, S, S]",
             path.display(),
-            t.shape
+            other.shape()
         ),
     })
 }
 
+/// A `[B, S]` key padding mask. A bool mask that only pads the end of each row becomes
+/// lengths on the host ([`KeyPaddingMask::Lengths`]): the same mask, built on the device only
+/// where the encoder's path needs it.
 fn read_padding_mask<B: Backend>(path: &Path, device: &B::Device) -> Result<KeyPaddingMask<B>> {
     let array = npy::read(path)?;
-    let t = &array.tensor;
-    if t.shape.len() != 2 {
+    if array.shape().len() != 2 {
         bail!(
             "{}: key padding mask has shape {:?}, expected [B, S]",
             path.display(),
-            t.shape
+            array.shape()
         );
     }
-    Ok(if array.is_bool {
-        KeyPaddingMask::Bool(bool_tensor(t, device))
-    } else {
-        KeyPaddingMask::Float(t.to_tensor(device))
+    Ok(match array {
+        npy::NpyArray::Bool { shape, values } => match suffix_lengths(&values, shape[1]) {
+            Some(lengths) => KeyPaddingMask::from_lengths(&lengths, shape[1]),
+            None => KeyPaddingMask::Bool(bool_tensor(shape, values, device)),
+        },
+        npy::NpyArray::Float(t) => KeyPaddingMask::Float(t.to_tensor(device)),
     })
+}
+
+/// The real lengths of a row-major `[B, S]` bool mask whose rows are `false..., true...`
+/// (`true` = padding); `None` if any row has padding before a real token.
+fn suffix_lengths(values: &[bool], seq: usize) -> Option<Vec<usize>> {
+    if seq == 0 {
+        return None;
+    }
+    values
+        .chunks(seq)
+        .map(|row| {
+            let len = row.iter().position(|&padded| padded).unwrap_or(seq);
+            row[len..].iter().all(|&padded| padded).then_some(len)
+        })
+        .collect()
 }
 
 fn write_attentions<B: Backend>(path: &Path, attentions: Vec<Tensor<B, 4>>) -> Result<()> {

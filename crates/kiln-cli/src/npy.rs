@@ -6,12 +6,27 @@ use anyhow::{bail, Context, Result};
 use kiln::HostTensor;
 use npyz::{DType, NpyFile, Order, WriterBuilder};
 
-/// The values of an `.npy` file, with the element kind it stored.
-pub struct NpyArray {
-    /// Values as f32 (bool: 0/1).
-    pub tensor: HostTensor,
-    /// Whether the file held booleans.
-    pub is_bool: bool,
+/// The values of an `.npy` file, in the element kind it stored.
+pub enum NpyArray {
+    /// Floats (f32, or f16 / f64 converted to f32).
+    Float(HostTensor),
+    /// Booleans, row-major.
+    Bool {
+        /// The array's shape.
+        shape: Vec<usize>,
+        /// The values.
+        values: Vec<bool>,
+    },
+}
+
+impl NpyArray {
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Self::Float(t) => &t.shape,
+            Self::Bool { shape, .. } => shape,
+        }
+    }
 }
 
 /// Reads an `.npy` file of f32, f16, f64 or bool.
@@ -33,44 +48,37 @@ pub fn read(path: &Path) -> Result<NpyArray> {
     let truncated = |e: std::io::Error| {
         anyhow::anyhow!("{}: truncated or corrupt .npy data ({e})", path.display())
     };
-    let (data, is_bool): (Vec<f32>, bool) = match &type_str[1..] {
-        "f4" => (file.into_vec::<f32>().map_err(truncated)?, false),
-        "f8" => (
-            file.into_vec::<f64>()
-                .map_err(truncated)?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
-            false,
-        ),
-        "f2" => (
-            file.into_vec::<half::f16>()
-                .map_err(truncated)?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            false,
-        ),
-        "b1" => (
-            file.into_vec::<bool>()
-                .map_err(truncated)?
-                .into_iter()
-                .map(|b| if b { 1.0 } else { 0.0 })
-                .collect(),
-            true,
-        ),
+    let size = shape.iter().product::<usize>();
+    let data: Vec<f32> = match &type_str[1..] {
+        "f4" => file.into_vec::<f32>().map_err(truncated)?,
+        "f8" => file
+            .into_vec::<f64>()
+            .map_err(truncated)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        "f2" => file
+            .into_vec::<half::f16>()
+            .map_err(truncated)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        "b1" => {
+            let values = file.into_vec::<bool>().map_err(truncated)?;
+            if values.len() != size {
+                bail!("{}: truncated .npy data", path.display());
+            }
+            return Ok(NpyArray::Bool { shape, values });
+        }
         _ => bail!(
             "{}: unsupported dtype {type_str} (expected float32, float16, float64 or bool)",
             path.display()
         ),
     };
-    if data.len() != shape.iter().product::<usize>() {
+    if data.len() != size {
         bail!("{}: truncated .npy data", path.display());
     }
-    Ok(NpyArray {
-        tensor: HostTensor::new(shape, data),
-        is_bool,
-    })
+    Ok(NpyArray::Float(HostTensor::new(shape, data)))
 }
 
 /// Writes f32 values as `.npy`, atomically (temp file + rename).

@@ -38,11 +38,7 @@ pub fn capture<B: Backend>(
         .output_hidden_states(true);
     if let Some(lengths) = &batch.lengths {
         let seq = batch_first(batch.src.clone(), encoder.config.batch_first).dims()[1];
-        input = input.key_padding_mask(KeyPaddingMask::from_lengths(
-            lengths,
-            seq,
-            &batch.src.device(),
-        ));
+        input = input.key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq));
     }
     encoder.run(input)
 }

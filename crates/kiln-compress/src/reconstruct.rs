@@ -227,6 +227,7 @@ fn single_layer<B: Backend>(
         layers: vec![encoder.layers[layer].clone()],
         norm: None,
         config: encoder.config.clone(),
+        execution: encoder.execution,
     }
 }
 

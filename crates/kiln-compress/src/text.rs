@@ -35,7 +35,7 @@ pub fn gradient_importance<B: AutodiffBackend>(
     let mut acc = GradientImportance::new(&encoder.model.encoder);
     for (i, chunk) in tokenized.chunks(batch_size.max(1)).enumerate() {
         let batch = encoder.batch_tensors(chunk);
-        let pooled = encoder.embed_batch_with(&encoder.model, &batch)?;
+        let pooled = encoder.pipeline.embed_batch(&encoder.model, &batch)?;
         let grads = random_projection_loss(pooled, seed.wrapping_add(i as u64)).backward();
         acc.accumulate(&encoder.model.encoder, &grads);
         progress(chunk.len());
@@ -100,9 +100,9 @@ pub fn embed_with<B: burn::tensor::backend::Backend>(
     texts: &[TokenizedText],
 ) -> Result<Vec<Vec<f32>>> {
     let mut rows = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(frame.batch_size.max(1)) {
+    for chunk in texts.chunks(frame.pipeline.batch_size.max(1)) {
         let batch = frame.batch_tensors(chunk);
-        let pooled = frame.embed_batch_with(model, &batch)?;
+        let pooled = frame.pipeline.embed_batch(model, &batch)?;
         let dim = pooled.dims()[1];
         let values = kiln::HostTensor::from_tensor(pooled).data;
         rows.extend(values.chunks(dim).map(<[f32]>::to_vec));
@@ -184,7 +184,6 @@ pub fn distill<B: AutodiffBackend>(
     );
     let device = student.device().clone();
     let frame = &student;
-    let pack = student.pack_padding;
     let loss = |model: &BertModel<B>, _step: usize| -> Result<Tensor<B, 1>> {
         let texts: Vec<TokenizedText> = next_batch()
             .into_iter()
@@ -196,17 +195,13 @@ pub fn distill<B: AutodiffBackend>(
             target_batch.input_ids,
             target_batch.token_type_ids,
             &target_batch.lengths,
-            |input| {
-                input
-                    .output_hidden_states(layers)
-                    .pack_padding(teacher.pack_padding)
-            },
+            |input| input.output_hidden_states(layers),
         )?;
         let out = model.forward(
             batch.input_ids.clone(),
             batch.token_type_ids.clone(),
             &batch.lengths,
-            |input| input.output_hidden_states(layers).pack_padding(pack),
+            |input| input.output_hidden_states(layers),
         )?;
         let mut total = Tensor::<B, 1>::zeros([1], &device);
         if cosine {

@@ -90,7 +90,10 @@ pub fn pooled_from_word_vectors<B: Backend>(
         .embeddings
         .forward_word_vectors(word_vectors, batch.token_type_ids.clone());
     let out = model.encode(hidden, &batch.lengths, |input| input)?;
-    Ok(encoder.pooling.pool(out.output, batch.padding.clone()))
+    Ok(encoder
+        .pipeline
+        .pooling
+        .pool(out.output, batch.padding.clone()))
 }
 
 fn tokenize_one<B: Backend>(encoder: &TextEncoder<B>, text: &str) -> Result<TokenizedText> {
@@ -123,7 +126,7 @@ pub fn gradient_x_input<B: AutodiffBackend>(
         .require_grad();
     let f = target.value(
         pooled_from_word_vectors(encoder, &model, x.clone(), &batch)?,
-        encoder.normalize,
+        encoder.pipeline.normalize,
     )?;
     let target_value = scalar(f.clone().inner());
     let grads = f.sum().backward();
@@ -198,7 +201,9 @@ pub fn integrated_gradients<B: AutodiffBackend>(
     let base = baseline_vectors(encoder, &model, &tokens, config.baseline, &x).detach();
     let value_at = |v: Tensor<B, 3>| -> Result<f32> {
         let pooled = pooled_from_word_vectors(encoder, &model, v, &one)?;
-        Ok(scalar(target.value(pooled, encoder.normalize)?.inner()))
+        Ok(scalar(
+            target.value(pooled, encoder.pipeline.normalize)?.inner(),
+        ))
     };
     let target_value = value_at(x.clone())?;
     let baseline_value = value_at(base.clone())?;
@@ -223,7 +228,7 @@ pub fn integrated_gradients<B: AutodiffBackend>(
         let batch = encoder.batch_tensors(&vec![tokens.clone(); n]);
         let f = target.value(
             pooled_from_word_vectors(encoder, &model, points.clone(), &batch)?,
-            encoder.normalize,
+            encoder.pipeline.normalize,
         )?;
         let grads = f.sum().backward();
         let gradient = points.grad(&grads).ok_or_else(no_gradient)?; // [n, S, E]

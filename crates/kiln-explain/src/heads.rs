@@ -26,9 +26,12 @@ pub fn head_importance<B: AutodiffBackend, S: AsRef<str>>(
     for tokens in encoder.tokenize(texts)? {
         let batch = encoder.batch_tensors(std::slice::from_ref(&tokens));
         // Pooled, not normalised: the target normalises where it should.
-        let tokens = encoder.token_embeddings_with(&model, &batch)?;
-        let pooled = encoder.pooling.pool(tokens, batch.padding.clone());
-        let grads = target.value(pooled, encoder.normalize)?.sum().backward();
+        let tokens = encoder.pipeline.token_embeddings(&model, &batch)?;
+        let pooled = encoder.pipeline.pooling.pool(tokens, batch.padding.clone());
+        let grads = target
+            .value(pooled, encoder.pipeline.normalize)?
+            .sum()
+            .backward();
         acc.accumulate(&model.encoder, &grads);
     }
     Ok(acc.finish())

@@ -155,7 +155,7 @@ pub fn explain_attention<B: Backend>(
     head: Option<usize>,
 ) -> Result<Report> {
     let (tokens, maps) = text_attention(encoder, &[text])?.remove(0);
-    let queries = query_weights(&encoder.pooling.modes, maps.len, maps.seq);
+    let queries = query_weights(&encoder.pipeline.pooling.modes, maps.len, maps.seq);
     match method {
         Method::Attention => {
             let layer = layer.unwrap_or(maps.num_layers().saturating_sub(1));

@@ -34,7 +34,7 @@ impl Target {
     pub fn similarity_to<B: Backend>(encoder: &TextEncoder<B>, text: &str) -> Result<Self> {
         let model = encoder.model.clone().without_dropout();
         let batch = encoder.batch_tensors(&encoder.tokenize(&[text])?);
-        let embedding = HostTensor::from_tensor(encoder.embed_batch_with(&model, &batch)?).data;
+        let embedding = HostTensor::from_tensor(encoder.pipeline.embed_batch(&model, &batch)?).data;
         Ok(Self::Similarity {
             text: text.to_string(),
             embedding,

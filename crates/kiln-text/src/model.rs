@@ -175,9 +175,10 @@ impl<B: Backend> BertModel<B> {
 
     /// Embeds and encodes a padded batch.
     ///
-    /// `lengths[b]` real tokens start item `b`; the rest is padding and becomes the key padding
-    /// mask (`true` = masked out). Options other than the mask (weights, hidden states) come in
-    /// through `options`, which may be `|input| input`.
+    /// `lengths[b]` real tokens start item `b`; the rest is padding, handed to the encoder as
+    /// lengths ([`KeyPaddingMask::Lengths`]). Requests for more outputs (weights, hidden
+    /// states) come in through `options`, which may be `|input| input`; how the pass runs is
+    /// the encoder's [`kiln::Execution`].
     ///
     /// # Shapes
     /// - `input_ids`, `token_type_ids`: `[B, S]`
@@ -212,11 +213,10 @@ impl<B: Backend> BertModel<B> {
             }
             .into());
         }
-        let mut input = EncoderInput::new(hidden);
-        if lengths.iter().any(|&len| len < seq) {
-            let device = input.src.device();
-            input = input.key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq, &device));
-        }
+        // Padding as host-side lengths: the encoder skips it (when its execution packs) or
+        // builds the one bool mask it needs, without reading anything back from the device.
+        let input =
+            EncoderInput::new(hidden).key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq));
         Ok(self.encoder.run(options(input))?)
     }
 }
@@ -240,5 +240,58 @@ mod tests {
             "bert.embeddings.position_ids"
         )));
         assert!(!is_ignored_key("encoder.layer.0.output.dense.weight"));
+    }
+
+    /// The one place a text forward pass could stall a GPU queue is reading the padding mask
+    /// back to the host; with lengths on the host it never happens, on any execution path. (The
+    /// counter is process-wide: no other test of this crate runs a forward pass.)
+    #[test]
+    fn a_text_forward_pass_reads_nothing_back_from_the_device() {
+        use burn::tensor::{Distribution, TensorData};
+        use kiln::{BatchSplit, EncoderInput, Execution};
+        type B = kiln::backend::Cpu;
+        let device = kiln::backend::cpu_device();
+        let config: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "intermediate_size": 32,
+                "max_position_embeddings": 16}"#,
+        )
+        .unwrap();
+        let mut model = BertModel::<B>::new(&config, &device).unwrap();
+        let ids = Tensor::<B, 2, Int>::from_data(
+            TensorData::new((0..24).map(|i| i % 50).collect::<Vec<i64>>(), [4, 6]),
+            &device,
+        );
+        let types = Tensor::<B, 2, Int>::zeros([4, 6], &device);
+        let lengths = [6, 2, 0, 4];
+        let before = kiln::device_reads();
+        for pack_padding in [true, false] {
+            for batch_split in [BatchSplit::Off, BatchSplit::Slices(2)] {
+                model.encoder.execution = Execution {
+                    pack_padding,
+                    batch_split,
+                    ..Execution::default()
+                };
+                let out = model
+                    .forward(ids.clone(), types.clone(), &lengths, |i| {
+                        i.output_hidden_states(true)
+                    })
+                    .unwrap();
+                assert_eq!(out.output.dims(), [4, 6, 16]);
+            }
+        }
+        assert_eq!(kiln::device_reads(), before, "a padding mask was read back");
+        // The counter counts: the same padding as a bool tensor on the padded matmul path has
+        // to ask the device whether every query row keeps a key.
+        let hidden = Tensor::<B, 3>::random([4, 6, 16], Distribution::Default, &device);
+        let mask = kiln::padding_from_lengths::<B>(&lengths, 6, &device);
+        let matmul = Execution::default()
+            .with_batch_split(BatchSplit::Off)
+            .with_attention_kernel(kiln::AttentionKernel::Matmul);
+        model
+            .encoder
+            .run_with(&matmul, EncoderInput::new(hidden).key_padding_mask(mask))
+            .unwrap();
+        assert_eq!(kiln::device_reads(), before + 1);
     }
 }

@@ -1,16 +1,19 @@
-//! `TextEncoder`: a sentence-transformers directory loaded end to end — text in, embeddings out.
+//! `TextEncoder`: a sentence-transformers directory loaded end to end — text in, embeddings out:
+//! a [`BertModel`] and the [`SentencePipeline`] around it.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::config::BertConfig;
 use crate::error::{Result, TextError};
 use crate::json::read_json;
 use crate::model::BertModel;
-use crate::pooling::{normalize, padding_mask, Pooling, PoolingConfig};
+use crate::model_dir::ModelDir;
+use crate::pipeline::{BatchTensors, SentencePipeline};
+use crate::pooling::{Pooling, PoolingConfig};
 use crate::tokenize::{TextTokenizer, TokenizedText};
 
 /// Files of a model directory that [`TextEncoder::save_dir`] copies (besides each module's
@@ -25,113 +28,12 @@ const COPIED_FILES: &[&str] = &[
     "config_sentence_transformers.json",
 ];
 
-/// Texts per forward pass unless told otherwise (sentence-transformers' default).
-pub const DEFAULT_BATCH_SIZE: usize = 32;
-
-/// What a model directory holds, resolved to paths and settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelDir {
-    /// The directory.
-    pub dir: PathBuf,
-    /// `config.json`.
-    pub config: PathBuf,
-    /// `model.safetensors`.
-    pub weights: PathBuf,
-    /// `tokenizer.json`.
-    pub tokenizer: PathBuf,
-    /// The pooling (from `1_Pooling/config.json`, or mean for a plain Hugging Face model).
-    pub pooling: PoolingConfig,
-    /// Whether `modules.json` lists `Normalize`.
-    pub normalize: bool,
-    /// `max_seq_length` of `sentence_bert_config.json`, if given.
-    pub max_seq_length: Option<usize>,
-    /// `do_lower_case` of `sentence_bert_config.json`.
-    pub lowercase: bool,
-}
-
-fn required(dir: &Path, file: &str, why: &'static str) -> Result<PathBuf> {
-    let path = dir.join(file);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(TextError::MissingFile {
-            dir: dir.to_path_buf(),
-            file: file.to_string(),
-            why,
-        })
-    }
-}
-
-impl ModelDir {
-    /// Inspects a Hugging Face or sentence-transformers model directory.
-    pub fn inspect(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(TextError::Input(format!(
-                "{}: not a model directory",
-                dir.display()
-            )));
-        }
-        let mut found = Self {
-            dir: dir.to_path_buf(),
-            config: required(dir, "config.json", "the architecture")?,
-            weights: required(dir, "model.safetensors", "the weights")?,
-            tokenizer: required(dir, "tokenizer.json", "the tokenizer")?,
-            pooling: PoolingConfig::default(),
-            normalize: false,
-            max_seq_length: None,
-            lowercase: false,
-        };
-        let modules_path = dir.join("modules.json");
-        if modules_path.is_file() {
-            let modules: Value = read_json(&modules_path)?;
-            let list = modules.as_array().ok_or_else(|| TextError::Config {
-                path: modules_path.clone(),
-                reason: "expected a list of modules".into(),
-            })?;
-            for module in list {
-                let kind = module.get("type").and_then(Value::as_str).unwrap_or("");
-                let sub = module.get("path").and_then(Value::as_str).unwrap_or("");
-                match kind.rsplit('.').next().unwrap_or("") {
-                    "Transformer" => {}
-                    "Pooling" => {
-                        let file = Path::new(sub).join("config.json");
-                        let path = required(
-                            dir,
-                            &file.to_string_lossy(),
-                            "the pooling listed in modules.json",
-                        )?;
-                        found.pooling = PoolingConfig::from_json_file(&path)?;
-                    }
-                    "Normalize" => found.normalize = true,
-                    _ => {
-                        return Err(TextError::Unsupported {
-                            path: modules_path,
-                            what: "sentence-transformers module",
-                            value: kind.to_string(),
-                            supported: "kiln-text runs Transformer, Pooling and Normalize modules",
-                        })
-                    }
-                }
-            }
-        }
-        let st_config = dir.join("sentence_bert_config.json");
-        if st_config.is_file() {
-            let json: Value = read_json(&st_config)?;
-            found.max_seq_length = json
-                .get("max_seq_length")
-                .and_then(Value::as_u64)
-                .map(|n| n as usize);
-            found.lowercase = json
-                .get("do_lower_case")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-        }
-        Ok(found)
-    }
-}
-
-/// A pretrained BERT-family sentence encoder on backend `B`.
+/// A pretrained BERT-family sentence encoder on backend `B`: the model and its sentence
+/// pipeline, with the conveniences of sentence-transformers' `SentenceTransformer`.
+///
+/// Padding is skipped by default (real tokens packed end to end, attention per text: the
+/// model's [`kiln::Execution::pack_padding`]); sentence vectors are the same either way and
+/// cost what the real tokens cost.
 ///
 /// ```no_run
 /// # use kiln_text::TextEncoder;
@@ -143,27 +45,12 @@ impl ModelDir {
 /// ```
 #[derive(Debug)]
 pub struct TextEncoder<B: Backend> {
-    /// Embeddings and encoder layers.
+    /// Embeddings and encoder layers (whose [`kiln::Execution`] says how batches run).
     pub model: BertModel<B>,
     /// `config.json`.
     pub config: BertConfig,
-    /// The tokenizer (truncating to `max_seq_length`).
-    pub tokenizer: TextTokenizer,
-    /// How token vectors become sentence vectors.
-    pub pooling: PoolingConfig,
-    /// Whether sentence vectors are scaled to unit length.
-    pub normalize: bool,
-    /// Whether texts are lowercased before tokenizing (`do_lower_case`).
-    pub lowercase: bool,
-    /// Texts per forward pass.
-    pub batch_size: usize,
-    /// Whether the encoder skips the padding of a batch (real tokens packed end to end,
-    /// attention per text: [`kiln::EncoderInput::pack_padding`]); on by default. Sentence
-    /// vectors are the same (padding never reaches them) and cost what the real tokens cost.
-    pub pack_padding: bool,
-    /// Whether slices of each batch run on separate CPU threads ([`kiln::BatchSplit`]; `Auto`
-    /// by default: split on the CPU backends, not on GPUs). The vectors are the same.
-    pub batch_split: kiln::BatchSplit,
+    /// Tokenizer, pooling, normalization, batching.
+    pub pipeline: SentencePipeline,
     device: B::Device,
     source_dir: PathBuf,
 }
@@ -183,17 +70,15 @@ impl<B: Backend> TextEncoder<B> {
             .max_seq_length
             .unwrap_or(config.max_position_embeddings);
         let tokenizer = TextTokenizer::from_file(&found.tokenizer, max_seq_length)?;
-        let model = BertModel::from_safetensors(&config, &found.weights, device)?;
+        let mut model = BertModel::from_safetensors(&config, &found.weights, device)?;
+        model.encoder.execution.pack_padding = true;
+        let mut pipeline = SentencePipeline::new(&config, tokenizer, found.pooling.clone());
+        pipeline.normalize = found.normalize;
+        pipeline.lowercase = found.lowercase;
         let mut encoder = Self {
             model,
             config,
-            tokenizer,
-            pooling: found.pooling.clone(),
-            normalize: found.normalize,
-            lowercase: found.lowercase,
-            batch_size: DEFAULT_BATCH_SIZE,
-            pack_padding: true,
-            batch_split: kiln::BatchSplit::Auto,
+            pipeline,
             device: device.clone(),
             source_dir: found.dir.clone(),
         };
@@ -206,14 +91,19 @@ impl<B: Backend> TextEncoder<B> {
         &self.device
     }
 
+    /// The directory the model was loaded from.
+    pub fn source_dir(&self) -> &Path {
+        &self.source_dir
+    }
+
     /// Length of a sentence vector.
     pub fn dim(&self) -> usize {
-        self.config.hidden_size * self.pooling.modes.len()
+        self.pipeline.dim()
     }
 
     /// The truncation length in tokens.
     pub fn max_seq_length(&self) -> usize {
-        self.tokenizer.max_seq_length()
+        self.pipeline.tokenizer.max_seq_length()
     }
 
     /// Changes the truncation length; at most `max_position_embeddings`.
@@ -224,99 +114,52 @@ impl<B: Backend> TextEncoder<B> {
                 self.config.max_position_embeddings
             )));
         }
-        self.tokenizer.set_max_seq_length(max_seq_length)
+        self.pipeline.tokenizer.set_max_seq_length(max_seq_length)
     }
 
     /// Replaces the pooling with one mode.
     pub fn with_pooling(mut self, pooling: Pooling) -> Self {
-        self.pooling = PoolingConfig::single(pooling);
+        self.pipeline.pooling = PoolingConfig::single(pooling);
         self
     }
 
-    /// Switches normalisation on or off.
+    /// Switches normalization on or off.
     pub fn with_normalize(mut self, normalize: bool) -> Self {
-        self.normalize = normalize;
+        self.pipeline.normalize = normalize;
         self
     }
 
     /// Sets the batch size (at least 1).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.max(1);
+        self.pipeline.batch_size = batch_size.max(1);
         self
     }
 
-    /// Chooses whether batches are split across CPU threads (see [`Self::batch_split`]).
+    /// Chooses whether batches are split across CPU threads ([`kiln::BatchSplit`]).
     pub fn with_batch_split(mut self, split: kiln::BatchSplit) -> Self {
-        self.batch_split = split;
+        self.model.encoder.execution.batch_split = split;
         self
     }
 
-    /// Switches padding skipping on or off (see [`Self::pack_padding`]).
+    /// Switches padding skipping on or off ([`kiln::Execution::pack_padding`]).
     pub fn with_pack_padding(mut self, pack_padding: bool) -> Self {
-        self.pack_padding = pack_padding;
+        self.model.encoder.execution.pack_padding = pack_padding;
         self
+    }
+
+    /// How the model runs its batches.
+    pub fn execution(&self) -> kiln::Execution {
+        self.model.encoder.execution
     }
 
     /// Tokenizes `texts` as the model sees them, checking the ids against the vocabulary.
     pub fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<TokenizedText>> {
-        let tokenized = if self.lowercase {
-            let lower: Vec<String> = texts.iter().map(|t| t.as_ref().to_lowercase()).collect();
-            self.tokenizer.tokenize(&lower)?
-        } else {
-            self.tokenizer.tokenize(texts)?
-        };
-        for text in &tokenized {
-            if let Some(&id) = text
-                .ids
-                .iter()
-                .find(|&&id| id as usize >= self.config.vocab_size)
-            {
-                return Err(TextError::Input(format!(
-                    "token id {id} is outside the model's vocabulary (vocab_size {}): \
-                     tokenizer.json does not belong to config.json",
-                    self.config.vocab_size
-                )));
-            }
-            if let Some(&t) = text
-                .type_ids
-                .iter()
-                .find(|&&t| t as usize >= self.config.type_vocab_size)
-            {
-                return Err(TextError::Input(format!(
-                    "token type {t} is outside the model's type_vocab_size ({})",
-                    self.config.type_vocab_size
-                )));
-            }
-        }
-        Ok(tokenized)
+        self.pipeline.tokenize(texts)
     }
 
-    /// A padded batch on the device: ids and type ids `[B, S]`, lengths, and the padding mask
-    /// `[B, S]` (`true` = padding).
+    /// A padded batch on the model's device (see [`SentencePipeline::batch_tensors`]).
     pub fn batch_tensors(&self, texts: &[TokenizedText]) -> BatchTensors<B> {
-        let seq = texts.iter().map(TokenizedText::len).max().unwrap_or(0);
-        let pad = self.config.pad_token_id as i64;
-        let mut ids = Vec::with_capacity(texts.len() * seq);
-        let mut types = Vec::with_capacity(texts.len() * seq);
-        for text in texts {
-            ids.extend(text.ids.iter().map(|&i| i as i64));
-            ids.extend(std::iter::repeat_n(pad, seq - text.len()));
-            types.extend(text.type_ids.iter().map(|&t| t as i64));
-            types.extend(std::iter::repeat_n(0, seq - text.len()));
-        }
-        let shape = [texts.len(), seq];
-        let lengths: Vec<usize> = texts.iter().map(TokenizedText::len).collect();
-        BatchTensors {
-            input_ids: Tensor::from_data(TensorData::new(ids, shape), &self.device),
-            token_type_ids: Tensor::from_data(TensorData::new(types, shape), &self.device),
-            padding: padding_mask(&lengths, seq, &self.device),
-            lengths,
-        }
-    }
-
-    /// The directory the model was loaded from.
-    pub fn source_dir(&self) -> &Path {
-        &self.source_dir
+        self.pipeline.batch_tensors(texts, &self.device)
     }
 
     /// Token vectors of one batch (the Transformer module's output).
@@ -324,54 +167,15 @@ impl<B: Backend> TextEncoder<B> {
     /// # Shapes
     /// - output: `[B, S, E]` with `S` the longest text of the batch
     pub fn token_embeddings(&self, batch: &BatchTensors<B>) -> Result<Tensor<B, 3>> {
-        self.token_embeddings_with(&self.model, batch)
+        self.pipeline.token_embeddings(&self.model, batch)
     }
 
-    /// [`Self::token_embeddings`] computed by another model of the same vocabulary (a copy
-    /// being trained, a pruned student) with this encoder's batching.
-    pub fn token_embeddings_with(
-        &self,
-        model: &BertModel<B>,
-        batch: &BatchTensors<B>,
-    ) -> Result<Tensor<B, 3>> {
-        let out = model.forward(
-            batch.input_ids.clone(),
-            batch.token_type_ids.clone(),
-            &batch.lengths,
-            |input| {
-                input
-                    .pack_padding(self.pack_padding)
-                    .batch_split(self.batch_split)
-            },
-        )?;
-        Ok(out.output)
-    }
-
-    /// Pooling and (when configured) normalisation of token vectors.
+    /// Pooling and (when configured) normalization of token vectors.
     ///
     /// # Shapes
     /// - `tokens`: `[B, S, E]`, `padding`: `[B, S]` -> `[B, dim]`
     pub fn pool(&self, tokens: Tensor<B, 3>, padding: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
-        let pooled = self.pooling.pool(tokens, padding);
-        if self.normalize {
-            normalize(pooled)
-        } else {
-            pooled
-        }
-    }
-
-    /// Sentence vectors of one batch computed by `model` (see [`Self::token_embeddings_with`]),
-    /// pooled and normalised as this encoder does.
-    ///
-    /// # Shapes
-    /// - output: `[B, dim]`
-    pub fn embed_batch_with(
-        &self,
-        model: &BertModel<B>,
-        batch: &BatchTensors<B>,
-    ) -> Result<Tensor<B, 2>> {
-        let tokens = self.token_embeddings_with(model, batch)?;
-        Ok(self.pool(tokens, batch.padding.clone()))
+        self.pipeline.pool(tokens, padding)
     }
 
     /// Writes the model as a directory that [`Self::from_dir`] (and sentence-transformers, for
@@ -433,12 +237,8 @@ impl<B: Backend> TextEncoder<B> {
     /// # Shapes
     /// - output: `[N, dim]`
     pub fn embed_tokenized(&self, texts: &[TokenizedText]) -> Result<Tensor<B, 2>> {
-        if texts.is_empty() {
-            return Err(TextError::Input("no texts to embed".into()));
-        }
-        let batch = self.batch_tensors(texts);
-        let tokens = self.token_embeddings(&batch)?;
-        Ok(self.pool(tokens, batch.padding))
+        self.pipeline
+            .embed_tokenized(&self.model, texts, &self.device)
     }
 
     /// Embeds `texts`, one row per text in input order. Texts are sorted by length and
@@ -451,27 +251,10 @@ impl<B: Backend> TextEncoder<B> {
     pub fn embed_with_progress<S: AsRef<str>>(
         &self,
         texts: &[S],
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let tokenized = self.tokenize(texts)?;
-        // Longest first, like sentence-transformers; the sort is stable.
-        let mut order: Vec<usize> = (0..tokenized.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].len()));
-        let mut rows = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<TokenizedText> = chunk.iter().map(|&i| tokenized[i].clone()).collect();
-            let pooled = self.embed_tokenized(&batch)?;
-            let values: Vec<f32> = pooled
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .map_err(|e| TextError::Input(format!("reading embeddings: {e:?}")))?;
-            for (row, &index) in values.chunks(self.dim()).zip(chunk) {
-                rows[index] = row.to_vec();
-            }
-            progress(chunk.len());
-        }
-        Ok(rows)
+        self.pipeline
+            .embed(&self.model, texts, &self.device, progress)
     }
 
     /// Embeds `texts` into one tensor, rows in input order.
@@ -492,19 +275,6 @@ impl<B: Backend> TextEncoder<B> {
         let rows = self.embed(&[a, b])?;
         Ok(cosine(&rows[0], &rows[1]))
     }
-}
-
-/// A padded batch on the device.
-#[derive(Debug, Clone)]
-pub struct BatchTensors<B: Backend> {
-    /// `[B, S]` token ids, `[PAD]` after each text.
-    pub input_ids: Tensor<B, 2, Int>,
-    /// `[B, S]` segment ids.
-    pub token_type_ids: Tensor<B, 2, Int>,
-    /// `[B, S]`, `true` = padding.
-    pub padding: Tensor<B, 2, Bool>,
-    /// Real tokens per text.
-    pub lengths: Vec<usize>,
 }
 
 /// Cosine similarity of two vectors (0 when either is all zeros).

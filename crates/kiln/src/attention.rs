@@ -8,8 +8,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
 
+use crate::bias::AttentionBias;
 use crate::config::MultiHeadAttentionConfig;
-use crate::mask::{AttentionBias, AttentionPath};
+use crate::execution::AttentionPath;
 
 /// Multi-head self-attention, the counterpart of `torch.nn.MultiheadAttention` used as
 /// self-attention (`query = key = value`).

@@ -5,13 +5,14 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::bias::{AttentionBias, MaskInput};
 use crate::config::{LayerInit, TransformerEncoderConfig};
 use crate::error::{KilnError, Result};
-use crate::layer::{LinearInputs, TransformerEncoderLayer};
-use crate::mask::{
-    check_mask_shapes, AttentionBias, AttentionKernel, AttentionPath, KeyPaddingMask, SrcMask,
-};
-use crate::split::{assign, join_outputs, slice_input, BatchSplit};
+use crate::execution::{plan, AttentionPath, Execution, Plan};
+use crate::input::{EncoderInput, EncoderOutput};
+use crate::layer::TransformerEncoderLayer;
+use crate::layout::{check_src, to_batch_first};
+use crate::mask::{check_mask_shapes, KeyPaddingMask, SrcMask};
 
 /// A stack of [`TransformerEncoderLayer`]s, the counterpart of `torch.nn.TransformerEncoder`
 /// (`layers.{i}.*` and `norm.*` in its `state_dict`).
@@ -23,6 +24,8 @@ pub struct TransformerEncoder<B: Backend> {
     pub norm: Option<LayerNorm<B>>,
     /// The configuration the model was built from (kept in sync by loaders and pruners).
     pub config: TransformerEncoderConfig,
+    /// How forward passes run (packing, threads, attention kernel); not part of the weights.
+    pub execution: Execution,
 }
 
 impl TransformerEncoderConfig {
@@ -76,6 +79,7 @@ impl TransformerEncoderConfig {
             layers,
             norm,
             config: self.clone(),
+            execution: Execution::default(),
         };
         Ok(model)
     }
@@ -111,125 +115,6 @@ impl<B: Backend> ModuleMapper<B> for FreshParamIds {
         let tensor = param.val();
         Param::initialized(ParamId::new(), tensor)
     }
-}
-
-/// The inputs of one forward pass, with PyTorch's argument names.
-#[derive(Debug, Clone)]
-pub struct EncoderInput<B: Backend> {
-    /// `[B, S, E]` if `batch_first`, else `[S, B, E]`.
-    pub src: Tensor<B, 3>,
-    /// `[S, S]` or `[B * nhead, S, S]`, bool (`true` = masked) or float (added).
-    pub src_mask: Option<SrcMask<B>>,
-    /// `[B, S]`, `true` = padding.
-    pub src_key_padding_mask: Option<KeyPaddingMask<B>>,
-    /// Apply the causal mask.
-    pub is_causal: bool,
-    /// Return each layer's per-head attention weights.
-    pub need_weights: bool,
-    /// Return each layer's output (before the final norm).
-    pub output_hidden_states: bool,
-    /// Fail with [`KilnError::NonFinite`] if `src` holds NaN or inf (costs a device sync).
-    pub check_finite: bool,
-    /// Skip the padding: when the only mask is a bool `src_key_padding_mask` that pads at the
-    /// end of each sequence (and no weights are asked for), the real tokens are packed end to
-    /// end and attention runs per sequence, as PyTorch's nested tensors do. Real tokens get the
-    /// same outputs; padded positions get zeros (as in PyTorch's fast path) instead of values
-    /// computed from padding. Costs one read of the mask from the device. Not while training
-    /// with dropout (attention dropout runs on the padded path).
-    pub pack_padding: bool,
-    /// Return the inputs of every layer's Linear layers ([`LinearInputs`], batch-first,
-    /// padding included); padding is then never packed.
-    pub output_linear_inputs: bool,
-    /// How attention is computed when its weights are not needed (default
-    /// [`AttentionKernel::Auto`]: matmuls on views on burn-flex, burn's fused op elsewhere).
-    pub attention_kernel: AttentionKernel,
-    /// Whether slices of the batch run on separate CPU threads (default [`BatchSplit::Auto`]:
-    /// one slice per thread on the CPU backends outside autodiff, no split on GPUs). Outputs
-    /// are the same either way (to float rounding of differently blocked matmuls).
-    pub batch_split: BatchSplit,
-}
-
-impl<B: Backend> EncoderInput<B> {
-    /// Input `src` with no masks.
-    pub fn new(src: Tensor<B, 3>) -> Self {
-        Self {
-            src,
-            src_mask: None,
-            src_key_padding_mask: None,
-            is_causal: false,
-            need_weights: false,
-            output_hidden_states: false,
-            check_finite: false,
-            pack_padding: false,
-            output_linear_inputs: false,
-            attention_kernel: AttentionKernel::Auto,
-            batch_split: BatchSplit::Auto,
-        }
-    }
-    /// Chooses whether slices of the batch run on separate threads (see [`BatchSplit`]).
-    pub fn batch_split(mut self, split: BatchSplit) -> Self {
-        self.batch_split = split;
-        self
-    }
-    /// Chooses how attention is computed (see [`AttentionKernel`]).
-    pub fn attention_kernel(mut self, kernel: AttentionKernel) -> Self {
-        self.attention_kernel = kernel;
-        self
-    }
-    /// Asks for the inputs of every layer's Linear layers.
-    pub fn output_linear_inputs(mut self, yes: bool) -> Self {
-        self.output_linear_inputs = yes;
-        self
-    }
-    /// Skips padding (see [`EncoderInput::pack_padding`](Self#structfield.pack_padding)).
-    pub fn pack_padding(mut self, yes: bool) -> Self {
-        self.pack_padding = yes;
-        self
-    }
-    /// Sets `src_mask` (bool or float, 2-D or 3-D).
-    pub fn src_mask(mut self, mask: impl Into<SrcMask<B>>) -> Self {
-        self.src_mask = Some(mask.into());
-        self
-    }
-    /// Sets `src_key_padding_mask`.
-    pub fn key_padding_mask(mut self, mask: impl Into<KeyPaddingMask<B>>) -> Self {
-        self.src_key_padding_mask = Some(mask.into());
-        self
-    }
-    /// Sets `is_causal`.
-    pub fn causal(mut self, is_causal: bool) -> Self {
-        self.is_causal = is_causal;
-        self
-    }
-    /// Asks for per-layer attention weights.
-    pub fn need_weights(mut self, yes: bool) -> Self {
-        self.need_weights = yes;
-        self
-    }
-    /// Asks for per-layer hidden states.
-    pub fn output_hidden_states(mut self, yes: bool) -> Self {
-        self.output_hidden_states = yes;
-        self
-    }
-    /// Rejects NaN/inf input.
-    pub fn check_finite(mut self, yes: bool) -> Self {
-        self.check_finite = yes;
-        self
-    }
-}
-
-/// What a forward pass returns.
-#[derive(Debug, Clone)]
-pub struct EncoderOutput<B: Backend> {
-    /// The encoder's output, in the input's layout (`[B, S, E]` or `[S, B, E]`).
-    pub output: Tensor<B, 3>,
-    /// Per layer, the attention weights `[B, H, S, S]` (PyTorch's `need_weights=True,
-    /// average_attn_weights=False`), when asked for.
-    pub attentions: Option<Vec<Tensor<B, 4>>>,
-    /// Per layer, its output in the input's layout (before the final norm), when asked for.
-    pub hidden_states: Option<Vec<Tensor<B, 3>>>,
-    /// Per layer, the inputs of its Linear layers (batch-first `[B, S, ·]`), when asked for.
-    pub linear_inputs: Option<Vec<LinearInputs<B>>>,
 }
 
 impl<B: Backend> TransformerEncoder<B> {
@@ -274,65 +159,70 @@ impl<B: Backend> TransformerEncoder<B> {
     }
 
     /// The one forward pass every other entry point (and interpretability, pruning,
-    /// distillation) goes through.
+    /// distillation) goes through. Validates the input, then takes the path
+    /// [`Execution`] chooses for it: slices on separate threads, the packed real tokens, or
+    /// the padded batch.
     ///
     /// # Shapes
     /// - `input.src`: `[B, S, E]` if `batch_first`, else `[S, B, E]`
     /// - output: as `src`; attentions `L x [B, H, S, S]`; hidden states `L x` as `src`
     pub fn run(&self, input: EncoderInput<B>) -> Result<EncoderOutput<B>> {
-        let batch_first = self.config.batch_first;
-        let [batch, seq] = check_src(&input.src, self.config.d_model, batch_first)?;
-        if input.check_finite {
-            ensure_finite(&input.src, "src")?;
-        }
-        // Attention dropout needs the weights-materialising path, which does not pack.
-        let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
-        let packed_lengths = if input.pack_padding
-            && !input.need_weights
-            && !input.output_linear_inputs
-            && !training_dropout
-            && input.src_mask.is_none()
-        {
-            input
-                .src_key_padding_mask
-                .as_ref()
-                .filter(|m| m.dims() == [batch, seq])
-                .and_then(|m| m.suffix_lengths())
-        } else {
-            None
-        };
-        let slices = input.batch_split.slices::<B>(batch, &input.src.device());
-        let per_sequence_mask =
-            matches!(input.src_mask, Some(SrcMask::Bool3(_) | SrcMask::Float3(_)));
-        if slices > 1 && !per_sequence_mask {
-            // Shapes are checked on the whole batch: a slice would only see its own rows.
-            check_mask_shapes(
-                batch,
-                seq,
-                self.config.nhead,
-                input.src_mask.as_ref(),
-                input.src_key_padding_mask.as_ref(),
-            )?;
-            // A sequence's cost grows with its real tokens when the padding is skipped.
-            let cost = packed_lengths.unwrap_or_else(|| vec![seq; batch]);
-            return self.run_split(input, &cost, slices);
-        }
-        if let Some(lengths) = packed_lengths {
-            return Ok(self.run_packed(input, lengths));
-        }
-        let fused_kernel = input.attention_kernel.is_fused::<B>(&input.src.device());
-        let path = AttentionPath::choose(input.need_weights || training_dropout, fused_kernel);
-        let bias = AttentionBias::new(
+        self.run_with(&self.execution, input)
+    }
+
+    /// [`Self::run`] under other execution settings than the model's.
+    pub fn run_with(
+        &self,
+        execution: &Execution,
+        mut input: EncoderInput<B>,
+    ) -> Result<EncoderOutput<B>> {
+        let [batch, seq] = check_src(&input.src, self.config.d_model, self.config.batch_first)?;
+        check_mask_shapes(
             batch,
             seq,
             self.config.nhead,
             input.src_mask.as_ref(),
             input.src_key_padding_mask.as_ref(),
-            input.is_causal,
-            path,
-            fused_kernel,
-            &input.src.device(),
         )?;
+        // Lengths that pad nothing are no mask at all.
+        if let Some(lengths) = input
+            .src_key_padding_mask
+            .as_ref()
+            .and_then(|m| m.lengths())
+        {
+            if lengths.iter().all(|&len| len == seq) {
+                input.src_key_padding_mask = None;
+            }
+        }
+        // Attention dropout needs the weights-materialising path, which does not pack.
+        let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
+        match plan(execution, &input, [batch, seq], training_dropout) {
+            Plan::Split { slices, cost } => self.run_split(input, &cost, slices),
+            Plan::Packed { lengths } => Ok(self.run_packed(input, lengths, execution)),
+            Plan::Padded { path, fused_kernel } => {
+                self.run_padded(input, [batch, seq], path, fused_kernel)
+            }
+        }
+    }
+
+    /// The forward pass over the padded batch.
+    fn run_padded(
+        &self,
+        input: EncoderInput<B>,
+        [batch, seq]: [usize; 2],
+        path: AttentionPath,
+        fused_kernel: bool,
+    ) -> Result<EncoderOutput<B>> {
+        let batch_first = self.config.batch_first;
+        let masks = MaskInput {
+            batch,
+            seq,
+            nhead: self.config.nhead,
+            src_mask: input.src_mask.as_ref(),
+            key_padding_mask: input.src_key_padding_mask.as_ref(),
+            is_causal: input.is_causal,
+        };
+        let bias = AttentionBias::new(masks, path, fused_kernel, &input.src.device())?;
         for layer in &self.layers {
             bias.check_heads(layer.self_attn.num_heads)?;
         }
@@ -366,95 +256,10 @@ impl<B: Backend> TransformerEncoder<B> {
         })
     }
 
-    /// The forward pass as `slices` forward passes over slices of the batch, on rayon's threads.
-    fn run_split(
-        &self,
-        input: EncoderInput<B>,
-        cost: &[usize],
-        slices: usize,
-    ) -> Result<EncoderOutput<B>> {
-        use rayon::prelude::*;
-        let batch_dim = if self.config.batch_first { 0 } else { 1 };
-        let members = assign(cost, slices);
-        let inputs: Vec<EncoderInput<B>> = members
-            .iter()
-            .map(|indices| slice_input(&input, batch_dim, indices))
-            .collect();
-        drop(input);
-        let parts = inputs
-            .into_par_iter()
-            .map(|slice| self.run(slice))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(join_outputs(parts, &members, batch_dim))
-    }
-
-    /// The forward pass without padding: real tokens packed into `[1, N, E]`.
-    fn run_packed(&self, input: EncoderInput<B>, lengths: Vec<usize>) -> EncoderOutput<B> {
-        let batch_first = self.config.batch_first;
-        let x = to_batch_first(input.src, batch_first);
-        let [batch, seq, d_model] = x.dims();
-        let device = x.device();
-        // [B, S, E] -> [1, N, E]: the first len_b rows of each sequence, end to end.
-        let pieces: Vec<Tensor<B, 3>> = lengths
-            .iter()
-            .enumerate()
-            .filter(|(_, &len)| len > 0)
-            .map(|(b, &len)| x.clone().narrow(0, b, 1).narrow(1, 0, len))
-            .collect();
-        if pieces.is_empty() {
-            // Every sequence is empty: zeros everywhere, as for any padded position.
-            let zeros = to_batch_first(Tensor::zeros([batch, seq, d_model], &device), batch_first);
-            return EncoderOutput {
-                hidden_states: input
-                    .output_hidden_states
-                    .then(|| vec![zeros.clone(); self.layers.len()]),
-                output: zeros,
-                attentions: None,
-                linear_inputs: None,
-            };
-        }
-        let bias = AttentionBias::packed(
-            lengths.clone(),
-            input.is_causal,
-            input.attention_kernel.is_fused::<B>(&device),
-        );
-        let unpack = |packed: Tensor<B, 3>| -> Tensor<B, 3> {
-            // [1, N, E] -> [B, S, E], zeros at padded positions.
-            let mut offset = 0;
-            let rows: Vec<Tensor<B, 3>> = lengths
-                .iter()
-                .map(|&len| {
-                    let mut parts = Vec::with_capacity(2);
-                    if len > 0 {
-                        parts.push(packed.clone().narrow(1, offset, len));
-                    }
-                    if len < seq {
-                        parts.push(Tensor::zeros([1, seq - len, d_model], &device));
-                    }
-                    offset += len;
-                    Tensor::cat(parts, 1)
-                })
-                .collect();
-            to_batch_first(Tensor::cat(rows, 0), batch_first)
-        };
-        let mut x = Tensor::cat(pieces, 1);
-        let mut hidden_states = input.output_hidden_states.then(Vec::new);
-        for layer in &self.layers {
-            let y = layer.forward_batch_first(x, &bias, false).output;
-            if let Some(all) = hidden_states.as_mut() {
-                all.push(unpack(y.clone()));
-            }
-            x = y;
-        }
-        if let Some(norm) = &self.norm {
-            x = norm.forward(x);
-        }
-        EncoderOutput {
-            output: unpack(x),
-            attentions: None,
-            hidden_states,
-            linear_inputs: None,
-        }
+    /// The same model running its forward passes as `execution` says.
+    pub fn with_execution(mut self, execution: Execution) -> Self {
+        self.execution = execution;
+        self
     }
 
     /// Number of parameters.
@@ -481,52 +286,4 @@ impl<B: Backend> TransformerEncoder<B> {
         }
         self
     }
-}
-
-/// Checks `src` against the model width and returns `[B, S]`.
-pub(crate) fn check_src<B: Backend>(
-    src: &Tensor<B, 3>,
-    d_model: usize,
-    batch_first: bool,
-) -> Result<[usize; 2]> {
-    let dims = src.dims();
-    let layout = if batch_first {
-        "[B, S, E]"
-    } else {
-        "[S, B, E]"
-    };
-    if dims[2] != d_model || dims[0] == 0 || dims[1] == 0 {
-        return Err(KilnError::shape(
-            "src",
-            &dims,
-            format!("{layout} with E = d_model = {d_model} and B, S > 0"),
-        ));
-    }
-    Ok(if batch_first {
-        [dims[0], dims[1]]
-    } else {
-        [dims[1], dims[0]]
-    })
-}
-
-/// `[S, B, E] <-> [B, S, E]` when the model is not batch-first; identity otherwise.
-pub(crate) fn to_batch_first<B: Backend>(x: Tensor<B, 3>, batch_first: bool) -> Tensor<B, 3> {
-    if batch_first {
-        x
-    } else {
-        x.swap_dims(0, 1)
-    }
-}
-
-/// Fails with [`KilnError::NonFinite`] if `t` holds NaN or inf.
-pub fn ensure_finite<B: Backend, const D: usize>(t: &Tensor<B, D>, what: &str) -> Result<()> {
-    let bad = t.clone().is_finite().bool_not().int().sum().into_scalar();
-    let count: i64 = burn::tensor::ElementConversion::elem(bad);
-    if count > 0 {
-        return Err(KilnError::NonFinite {
-            what: what.to_string(),
-            count: count as usize,
-        });
-    }
-    Ok(())
 }

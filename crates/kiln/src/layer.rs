@@ -7,10 +7,13 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::attention::{AttentionOutput, MultiHeadAttention};
+use crate::bias::{AttentionBias, MaskInput};
 use crate::config::{Activation, TransformerEncoderLayerConfig};
-use crate::encoder::{check_src, to_batch_first};
 use crate::error::Result;
-use crate::mask::{AttentionBias, AttentionKernel, AttentionPath, KeyPaddingMask, SrcMask};
+use crate::execution::{AttentionKernel, AttentionPath};
+use crate::input::LinearInputs;
+use crate::layout::{check_src, to_batch_first};
+use crate::mask::{KeyPaddingMask, SrcMask};
 
 /// One encoder layer, the counterpart of `torch.nn.TransformerEncoderLayer`, with the same
 /// parameter names (`self_attn`, `linear1`, `linear2`, `norm1`, `norm2`).
@@ -89,21 +92,19 @@ impl<B: Backend> TransformerEncoderLayer<B> {
     ) -> Result<Tensor<B, 3>> {
         let d_model = self.linear1.weight.dims()[0];
         let [batch, seq] = check_src(&src, d_model, self.batch_first)?;
-        let heads = self.self_attn.num_heads;
-        let training_dropout = B::ad_enabled(&src.device()) && self.self_attn.dropout.prob > 0.0;
-        let fused_kernel = AttentionKernel::Auto.is_fused::<B>(&src.device());
-        let path = AttentionPath::choose(training_dropout, fused_kernel);
-        let bias = AttentionBias::new(
+        let device = src.device();
+        let masks = MaskInput {
             batch,
             seq,
-            heads,
+            nhead: self.self_attn.num_heads,
             src_mask,
-            src_key_padding_mask,
+            key_padding_mask: src_key_padding_mask,
             is_causal,
-            path,
-            fused_kernel,
-            &src.device(),
-        )?;
+        };
+        let training_dropout = B::ad_enabled(&device) && self.self_attn.dropout.prob > 0.0;
+        let fused_kernel = AttentionKernel::Auto.is_fused::<B>(&device);
+        let path = AttentionPath::padded(training_dropout, fused_kernel);
+        let bias = AttentionBias::new(masks, path, fused_kernel, &device)?;
         let x = to_batch_first(src, self.batch_first);
         let y = self.forward_batch_first(x, &bias, false).output;
         Ok(to_batch_first(y, self.batch_first))
@@ -184,20 +185,4 @@ pub(crate) struct LayerOutput<B: Backend> {
     pub weights: Option<Tensor<B, 4>>,
     /// The Linear layers' inputs, when captured.
     pub linear_inputs: Option<LinearInputs<B>>,
-}
-
-/// The inputs of one layer's four Linear layers, as one forward pass saw them: what
-/// activation-aware pruning (Wanda: `|W_ij| * ||X_j||`) and layer-wise reconstruction read.
-/// Batch-first, padding positions included (callers mask them out).
-#[derive(Debug, Clone)]
-pub struct LinearInputs<B: Backend> {
-    /// Input of `self_attn.in_proj` `[B, S, E]`: the layer input (post-norm) or `norm1` of it
-    /// (pre-norm).
-    pub in_proj: Tensor<B, 3>,
-    /// Input of `self_attn.out_proj` `[B, S, H*Dh]`: the heads' contexts side by side.
-    pub out_proj: Tensor<B, 3>,
-    /// Input of `linear1` `[B, S, E]`: `norm1(x + sa(x))` (post-norm) or `norm2(x)` (pre-norm).
-    pub linear1: Tensor<B, 3>,
-    /// Input of `linear2` `[B, S, F]`: the activation's output.
-    pub linear2: Tensor<B, 3>,
 }

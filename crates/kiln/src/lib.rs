@@ -9,6 +9,8 @@
 //! - [`SrcMask`] / [`KeyPaddingMask`]: bool (`true` = masked out) or float (added) masks;
 //! - [`EncoderInput`] / [`EncoderOutput`]: one forward pass that can also return per-layer
 //!   attention weights and hidden states;
+//! - [`Execution`]: how the encoder runs its forward passes (skipping padding, slices of the
+//!   batch on CPU threads, the attention kernel), set once on the model, automatic by default;
 //! - [`weights`]: `model.safetensors` with PyTorch's keys, and a load report.
 //!
 //! ```no_run
@@ -25,12 +27,17 @@
 
 pub mod attention;
 pub mod backend;
+mod bias;
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod execution;
+pub mod input;
 pub mod layer;
+pub mod layout;
 pub mod mask;
-pub mod split;
+mod packed;
+mod split;
 pub mod weights;
 
 pub use attention::{masked_softmax, AttentionOutput, MultiHeadAttention};
@@ -38,9 +45,11 @@ pub use config::{
     Activation, LayerInit, MultiHeadAttentionConfig, TransformerEncoderConfig,
     TransformerEncoderLayerConfig,
 };
-pub use encoder::{ensure_finite, EncoderInput, EncoderOutput, TransformerEncoder, ZeroFill};
+pub use encoder::{TransformerEncoder, ZeroFill};
 pub use error::{KilnError, Result};
-pub use layer::{LinearInputs, TransformerEncoderLayer};
-pub use mask::{padding_from_lengths, AttentionKernel, KeyPaddingMask, SrcMask};
-pub use split::BatchSplit;
+pub use execution::{AttentionKernel, BatchSplit, Execution};
+pub use input::{EncoderInput, EncoderOutput, LinearInputs};
+pub use layer::TransformerEncoderLayer;
+pub use layout::{device_reads, ensure_finite};
+pub use mask::{padding_from_lengths, KeyPaddingMask, SrcMask};
 pub use weights::{HostTensor, LoadReport, TensorFile, WeightSlot};

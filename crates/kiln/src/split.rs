@@ -4,71 +4,36 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use crate::encoder::{EncoderInput, EncoderOutput};
-use crate::layer::LinearInputs;
+use crate::encoder::TransformerEncoder;
+use crate::error::Result;
+use crate::execution::BatchSplit;
+use crate::input::{EncoderInput, EncoderOutput, LinearInputs};
 use crate::mask::{KeyPaddingMask, SrcMask};
 
-/// Whether a forward pass runs slices of its batch on separate threads (rayon's pool).
-///
-/// Every choice gives the same outputs (each sequence is computed by the same ops); only speed
-/// differs. Set with [`EncoderInput::batch_split`](crate::EncoderInput::batch_split).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BatchSplit {
-    /// Split where it measured faster: on the CPU backends (burn-flex, ndarray), outside
-    /// autodiff, into one slice per thread of rayon's pool. Between their multi-threaded
-    /// matrix products, both run much of a layer on one thread (flex: every element-wise op,
-    /// bias adds, GELU's `erf`, residuals; both: small per-head matmuls, copies, LayerNorm), and
-    /// a small matrix product does not keep every core busy; with one slice per thread all of
-    /// that runs on every core. Measured 1.48x on flex and 1.30x on ndarray at "base" (`kiln
-    /// bench` prints the unsplit row; docs/benchmarks.md). Elsewhere (the GPU backends, one
-    /// queue): no split.
-    #[default]
-    Auto,
-    /// One forward pass over the whole batch.
-    Off,
-    /// At most this many slices (1 = no split), on any backend, never under autodiff (one
-    /// backward graph).
-    Slices(usize),
-}
-
-impl BatchSplit {
-    /// How many slices a batch of `batch` sequences is cut into on this backend.
-    pub fn slices<B: Backend>(self, batch: usize, device: &B::Device) -> usize {
-        if B::ad_enabled(device) {
-            return 1;
-        }
-        let wanted = match self {
-            Self::Off => 1,
-            Self::Slices(n) => n,
-            Self::Auto if splits_by_default::<B>(device) => rayon::current_num_threads(),
-            Self::Auto => 1,
-        };
-        wanted.clamp(1, batch.max(1))
+impl<B: Backend> TransformerEncoder<B> {
+    /// The forward pass as `slices` forward passes over slices of the batch, on rayon's threads.
+    pub(crate) fn run_split(
+        &self,
+        input: EncoderInput<B>,
+        cost: &[usize],
+        slices: usize,
+    ) -> Result<EncoderOutput<B>> {
+        use rayon::prelude::*;
+        let batch_dim = if self.config.batch_first { 0 } else { 1 };
+        let members = assign(cost, slices);
+        let inputs: Vec<EncoderInput<B>> = members
+            .iter()
+            .map(|indices| slice_input(&input, batch_dim, indices))
+            .collect();
+        drop(input);
+        // Each slice runs as one pass (no further split), everything else as configured.
+        let unsplit = self.execution.with_batch_split(BatchSplit::Off);
+        let parts = inputs
+            .into_par_iter()
+            .map(|slice| self.run_with(&unsplit, slice))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(join_outputs(parts, &members, batch_dim))
     }
-}
-
-impl std::str::FromStr for BatchSplit {
-    type Err = String;
-
-    /// `auto`, `off`, or a number of slices (`1` = off).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "off" | "none" => Ok(Self::Off),
-            n => match n.parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(Self::Slices(n)),
-                _ => Err(format!(
-                    "batch split must be `auto`, `off` or a number of slices >= 1, not `{s}`"
-                )),
-            },
-        }
-    }
-}
-
-/// The CPU backends, where slices on separate threads measured faster (docs/benchmarks.md).
-fn splits_by_default<B: Backend>(device: &B::Device) -> bool {
-    let name = B::name(device);
-    name.contains("flex") || name.contains("ndarray")
 }
 
 /// Which sequences each of `slices` slices runs (each list ascending, none empty), balanced by
@@ -150,35 +115,40 @@ where
 }
 
 /// The input of the slice running batch entries `indices`: `src` (batch on `batch_dim`) and the
-/// key padding mask restricted to them, no finiteness check (done once before splitting), no
-/// further split. `src_mask` must be 2-D (shared by every sequence).
+/// masks restricted to them (a shared `[S, S]` `src_mask` as it is; a per-sequence
+/// `[B * nhead, S, S]` one by its rows `b * nhead + h`).
 pub(crate) fn slice_input<B: Backend>(
     input: &EncoderInput<B>,
     batch_dim: usize,
     indices: &[usize],
 ) -> EncoderInput<B> {
+    let batch = input.src.dims()[batch_dim];
+    // Rows of a per-sequence mask: sequence b owns rows b * nhead .. (b + 1) * nhead.
+    let mask_rows = |rows: usize| -> Vec<usize> {
+        let nhead = rows / batch;
+        indices
+            .iter()
+            .flat_map(|&b| b * nhead..(b + 1) * nhead)
+            .collect()
+    };
     let src_mask = input.src_mask.as_ref().map(|mask| match mask {
         SrcMask::Bool2(_) | SrcMask::Float2(_) => mask.clone(),
-        SrcMask::Bool3(_) | SrcMask::Float3(_) => {
-            unreachable!("a per-sequence src_mask is never split")
-        }
+        SrcMask::Bool3(m) => SrcMask::Bool3(pick(m.clone(), 0, &mask_rows(m.dims()[0]))),
+        SrcMask::Float3(m) => SrcMask::Float3(pick(m.clone(), 0, &mask_rows(m.dims()[0]))),
     });
     let src_key_padding_mask = input.src_key_padding_mask.as_ref().map(|mask| match mask {
         KeyPaddingMask::Bool(m) => KeyPaddingMask::Bool(pick(m.clone(), 0, indices)),
         KeyPaddingMask::Float(m) => KeyPaddingMask::Float(pick(m.clone(), 0, indices)),
+        KeyPaddingMask::Lengths { lengths, seq_len } => KeyPaddingMask::Lengths {
+            lengths: indices.iter().map(|&b| lengths[b]).collect(),
+            seq_len: *seq_len,
+        },
     });
     EncoderInput {
         src: pick(input.src.clone(), batch_dim, indices),
         src_mask,
         src_key_padding_mask,
-        is_causal: input.is_causal,
-        need_weights: input.need_weights,
-        output_hidden_states: input.output_hidden_states,
-        check_finite: false,
-        pack_padding: input.pack_padding,
-        output_linear_inputs: input.output_linear_inputs,
-        attention_kernel: input.attention_kernel,
-        batch_split: BatchSplit::Off,
+        ..input.clone()
     }
 }
 
@@ -269,16 +239,6 @@ fn transpose<T>(slices: Vec<Vec<T>>) -> Vec<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::assign;
-
-    #[test]
-    fn batch_split_parses_from_the_command_line() {
-        use super::BatchSplit;
-        assert_eq!("auto".parse::<BatchSplit>(), Ok(BatchSplit::Auto));
-        assert_eq!("Off".parse::<BatchSplit>(), Ok(BatchSplit::Off));
-        assert_eq!("4".parse::<BatchSplit>(), Ok(BatchSplit::Slices(4)));
-        assert!("0".parse::<BatchSplit>().unwrap_err().contains("`0`"));
-        assert!("many".parse::<BatchSplit>().is_err());
-    }
 
     #[test]
     fn equal_costs_give_contiguous_blocks() {
