@@ -21,7 +21,6 @@ fn src(b: usize, s: usize) -> Tensor<Cpu, 3> {
 
 #[test]
 fn fully_masked_rows_are_finite_with_zero_weights() {
-    let device = cpu_device();
     let model = model();
     // Item 1 is all padding: every query row of it has no key to attend to.
     let padding = KeyPaddingMask::<Cpu>::from_lengths(&[5, 0], 5);
@@ -80,7 +79,6 @@ fn is_causal_equals_the_causal_mask_and_its_float_form() {
 
 #[test]
 fn padding_does_not_change_real_tokens() {
-    let device = cpu_device();
     let model = model();
     let x = src(1, 4);
     let alone = HostTensor::from_tensor(model.forward(x.clone(), None, None, false).unwrap());
@@ -158,7 +156,6 @@ fn nan_input_is_reported_when_checked() {
 
 #[test]
 fn packed_padding_matches_padded_on_real_tokens_and_zeros_the_rest() {
-    let device = cpu_device();
     let model = model();
     let lengths = [6, 2, 0, 5];
     for causal in [false, true] {

@@ -51,6 +51,7 @@ impl EncoderRef {
             dim: encoder.dim(),
             max_seq_length: encoder.max_seq_length(),
             pooling: encoder
+                .pipeline
                 .pooling
                 .modes
                 .iter()
