@@ -1,0 +1,103 @@
+//! The safetensors codec: [`TensorFile`] to and from `model.safetensors` bytes and files, and
+//! [`write_atomic`], the one way kiln writes a file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use super::host::{dequantize_int8, to_f32, HostTensor, TensorFile};
+use crate::error::{KilnError, Result};
+
+impl TensorFile {
+    /// Reads a safetensors file. f32, f16, bf16 and f64 tensors are converted to f32; bool and
+    /// integer tensors too (so masks and token ids can travel in the same format).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| KilnError::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses safetensors bytes; `path` is only used in error messages.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let file = SafeTensors::deserialize(bytes).map_err(|e| KilnError::Safetensors {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in file.tensors() {
+            let data = to_f32(&name, view.dtype(), view.data())?;
+            tensors.insert(name, HostTensor::new(view.shape().to_vec(), data));
+        }
+        dequantize_int8(&mut tensors, path)?;
+        Ok(Self { tensors })
+    }
+
+    /// Writes the tensors as f32 safetensors, atomically (temp file + rename).
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path.as_ref(), &bytes)
+    }
+
+    /// The f32 safetensors encoding of the tensors.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_bytes_with_int8(&BTreeMap::new())
+    }
+
+    /// The safetensors encoding of the tensors (f32) plus `int8` tensors (shape, values) stored
+    /// as `I8`. A quantized weight `K` comes with a scale tensor `K` +
+    /// [`INT8_SCALE_SUFFIX`](super::INT8_SCALE_SUFFIX) among the f32 tensors; [`Self::read`]
+    /// turns the pair back into f32 `K`.
+    pub fn to_bytes_with_int8(
+        &self,
+        int8: &BTreeMap<String, (Vec<usize>, Vec<i8>)>,
+    ) -> Result<Vec<u8>> {
+        let mut raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| {
+                let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (k.clone(), Dtype::F32, t.shape.clone(), bytes)
+            })
+            .collect();
+        for (k, (shape, values)) in int8 {
+            let bytes = values.iter().map(|&v| v as u8).collect();
+            raw.push((k.clone(), Dtype::I8, shape.clone(), bytes));
+        }
+        let views = raw
+            .iter()
+            .map(|(k, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (k.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| KilnError::Safetensors {
+                path: PathBuf::from("<memory>"),
+                reason: e.to_string(),
+            })?;
+        safetensors::serialize(views, None).map_err(|e| KilnError::Safetensors {
+            path: PathBuf::from("<memory>"),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
+/// reader never sees a partial file and a failed write leaves nothing behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(KilnError::io(path, e));
+    }
+    Ok(())
+}

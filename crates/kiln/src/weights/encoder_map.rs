@@ -1,0 +1,109 @@
+//! The [`TransformerEncoder`]'s own `state_dict` key map, and loading and saving it as a
+//! directory of `config.json` + `model.safetensors`.
+//!
+//! Built on the other three parts: the slot map names the parameters, the codec reads and
+//! writes the file, host tensors carry the values between them.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+
+use super::codec::write_atomic;
+use super::host::TensorFile;
+use super::slots::{
+    layer_norm_slots, linear_slots, load_slots, read_slots, SlotTarget, WeightSlot,
+};
+use crate::config::TransformerEncoderConfig;
+use crate::encoder::TransformerEncoder;
+use crate::error::{KilnError, Result};
+
+impl<B: Backend> TransformerEncoder<B> {
+    /// The declarative map from PyTorch `state_dict` keys to this model's parameters, under
+    /// `prefix` (`""` for a bare `nn.TransformerEncoder`).
+    pub fn weight_slots(&mut self, prefix: &str) -> Vec<WeightSlot<'_, B>> {
+        let mut slots = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let p = format!("{prefix}layers.{i}");
+            let attn = &mut layer.self_attn;
+            slots.push(WeightSlot::new(
+                format!("{p}.self_attn.in_proj_weight"),
+                SlotTarget::LinearWeight(&mut attn.in_proj.weight),
+            ));
+            if let Some(bias) = attn.in_proj.bias.as_mut() {
+                slots.push(WeightSlot::new(
+                    format!("{p}.self_attn.in_proj_bias"),
+                    SlotTarget::Vector(bias),
+                ));
+            }
+            slots.extend(linear_slots(
+                &format!("{p}.self_attn.out_proj"),
+                &mut attn.out_proj,
+            ));
+            slots.extend(linear_slots(&format!("{p}.linear1"), &mut layer.linear1));
+            slots.extend(linear_slots(&format!("{p}.linear2"), &mut layer.linear2));
+            slots.extend(layer_norm_slots(&format!("{p}.norm1"), &mut layer.norm1));
+            slots.extend(layer_norm_slots(&format!("{p}.norm2"), &mut layer.norm2));
+        }
+        if let Some(norm) = self.norm.as_mut() {
+            slots.extend(layer_norm_slots(&format!("{prefix}norm"), norm));
+        }
+        slots
+    }
+
+    /// Loads PyTorch-named weights from a safetensors file. Any missing, unexpected or
+    /// mis-shaped key is an error that names it.
+    pub fn load_safetensors(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        let file = TensorFile::read(path)?;
+        let device = self
+            .devices()
+            .into_iter()
+            .next()
+            .expect("model has a device");
+        load_slots(self.weight_slots(""), &file, &device).into_result()?;
+        Ok(self)
+    }
+
+    /// Builds the model of `config.json` and loads `model.safetensors`.
+    pub fn from_files(
+        config: impl AsRef<Path>,
+        weights: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let config = TransformerEncoderConfig::from_json_file(config)?;
+        config
+            .try_init_zeroed::<B>(device)?
+            .load_safetensors(weights)
+    }
+
+    /// Loads a directory holding `config.json` and `model.safetensors`.
+    pub fn from_dir(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        Self::from_files(
+            dir.join("config.json"),
+            dir.join("model.safetensors"),
+            device,
+        )
+    }
+
+    /// The PyTorch `state_dict` of the model, on the host.
+    pub fn state_dict(&mut self) -> TensorFile {
+        read_slots(self.weight_slots(""))
+    }
+
+    /// Writes `model.safetensors` (f32, PyTorch names), atomically.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.clone().state_dict().write(path)
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if needed).
+    pub fn save_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| KilnError::io(dir, e))?;
+        write_atomic(
+            &dir.join("config.json"),
+            self.config.to_json_string().as_bytes(),
+        )?;
+        self.save_safetensors(dir.join("model.safetensors"))
+    }
+}
