@@ -56,12 +56,22 @@ pub struct BertConfig {
     /// Only `"absolute"` is supported.
     #[serde(default = "defaults::position_embedding_type")]
     pub position_embedding_type: String,
-    /// kiln extension, written by structured pruning: heads kept in each layer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kiln_layer_heads: Option<Vec<usize>>,
-    /// kiln extension, written by structured pruning: feed-forward width of each layer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kiln_layer_intermediate_sizes: Option<Vec<usize>>,
+    /// kiln extension, written by structured pruning: heads kept in each layer (the name of
+    /// kiln's own `config.json`; files written before it was unified say `kiln_layer_heads`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "kiln_layer_heads"
+    )]
+    pub layer_heads: Option<Vec<usize>>,
+    /// kiln extension, written by structured pruning: feed-forward width of each layer (older
+    /// files: `kiln_layer_intermediate_sizes`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "kiln_layer_intermediate_sizes"
+    )]
+    pub layer_dim_feedforward: Option<Vec<usize>>,
     /// Every other field, kept as it was.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -179,8 +189,8 @@ impl BertConfig {
         .with_layer_norm_eps(self.layer_norm_eps)
         .with_batch_first(true)
         .with_norm_first(false)
-        .with_layer_heads(self.kiln_layer_heads.clone())
-        .with_layer_dim_feedforward(self.kiln_layer_intermediate_sizes.clone())
+        .with_layer_heads(self.layer_heads.clone())
+        .with_layer_dim_feedforward(self.layer_dim_feedforward.clone())
     }
 
     /// `config.json` text.
@@ -224,5 +234,19 @@ mod tests {
         let c = parse(r#"{"model_type": "bert", "vocab_size": 100, "foo": [1, 2]}"#).unwrap();
         let back: serde_json::Value = serde_json::from_str(&c.to_json_string()).unwrap();
         assert_eq!(back["foo"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn per_layer_sizes_read_the_old_names_and_write_the_one_name() {
+        let old = r#"{"vocab_size": 100, "kiln_layer_heads": [2, 1],
+                      "kiln_layer_intermediate_sizes": [8, 4]}"#;
+        let c = parse(old).unwrap();
+        assert_eq!(c.layer_heads, Some(vec![2, 1]));
+        assert_eq!(c.layer_dim_feedforward, Some(vec![8, 4]));
+        let back: serde_json::Value = serde_json::from_str(&c.to_json_string()).unwrap();
+        assert_eq!(back["layer_heads"], serde_json::json!([2, 1]));
+        assert_eq!(back["layer_dim_feedforward"], serde_json::json!([8, 4]));
+        assert!(back.get("kiln_layer_heads").is_none());
+        assert_eq!(parse(&c.to_json_string()).unwrap(), c);
     }
 }

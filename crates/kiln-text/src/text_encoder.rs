@@ -179,8 +179,8 @@ impl<B: Backend> TextEncoder<B> {
     }
 
     /// Writes the model as a directory that [`Self::from_dir`] (and sentence-transformers, for
-    /// unpruned shapes) loads: `config.json` (with `kiln_layer_heads` /
-    /// `kiln_layer_intermediate_sizes` when layers were pruned), `model.safetensors` (Hugging
+    /// unpruned shapes) loads: `config.json` (with `layer_heads` /
+    /// `layer_dim_feedforward` when layers were pruned), `model.safetensors` (Hugging
     /// Face names), and the tokenizer and sentence-transformers files copied from the source
     /// directory. Each file is written atomically; `dir` must not be the source directory.
     pub fn save_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
@@ -202,8 +202,8 @@ impl<B: Backend> TextEncoder<B> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let mut config = self.config.clone();
         let encoder = &self.model.encoder.config;
-        config.kiln_layer_heads = encoder.layer_heads.clone();
-        config.kiln_layer_intermediate_sizes = encoder.layer_dim_feedforward.clone();
+        config.layer_heads = encoder.layer_heads.clone();
+        config.layer_dim_feedforward = encoder.layer_dim_feedforward.clone();
         kiln::weights::write_atomic(&dir.join("config.json"), config.to_json_string().as_bytes())?;
         self.model
             .clone()

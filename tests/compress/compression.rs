@@ -564,7 +564,7 @@ fn minilm_magnitude_20_percent_keeps_cosine_and_shrunk_minilm_round_trips() {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(
-        config["kiln_layer_intermediate_sizes"],
+        config["layer_dim_feedforward"],
         serde_json::json!(vec![1152; 6])
     );
     let loaded = TextEncoder::<Cpu>::from_dir(&out, &device).unwrap();
