@@ -64,7 +64,7 @@ impl MultiHeadAttentionConfig {
 
 /// Output of [`MultiHeadAttention::forward`].
 #[derive(Debug, Clone)]
-pub struct AttentionOutput<B: Backend> {
+pub(crate) struct AttentionOutput<B: Backend> {
     /// `[B, S, E]`.
     pub output: Tensor<B, 3>,
     /// Per-head attention weights `[B, H, S, S]`, when asked for.
@@ -259,7 +259,7 @@ fn merge_heads<B: Backend>(context: Tensor<B, 4>, one_copy: bool) -> Tensor<B, 3
 ///
 /// The row maximum is clamped to a finite value and detached (softmax is shift-invariant, so
 /// this changes neither the value nor the gradient), and the denominator is kept positive.
-pub fn masked_softmax<B: Backend, const D: usize>(scores: Tensor<B, D>) -> Tensor<B, D> {
+pub(crate) fn masked_softmax<B: Backend, const D: usize>(scores: Tensor<B, D>) -> Tensor<B, D> {
     let max = scores.clone().max_dim(D - 1).clamp_min(f32::MIN).detach();
     let exp = (scores - max).exp();
     let sum = exp.clone().sum_dim(D - 1).clamp_min(f32::MIN_POSITIVE);

@@ -35,7 +35,7 @@ pub(crate) struct AttentionBias<B: Backend> {
     /// Fused and packed paths: causal masking is left to the kernel.
     pub causal: bool,
     /// Explicit and matmul paths: every query row has at least one key it may attend to, so
-    /// the backend's own softmax is exact (else [`masked_softmax`](crate::masked_softmax)
+    /// the backend's own softmax is exact (else `masked_softmax`
     /// turns all-masked rows into zeros instead of NaN).
     pub rows_attend: bool,
     /// burn's fused op is the kernel ([`AttentionKernel::is_fused`](crate::AttentionKernel::is_fused)): the packed path uses

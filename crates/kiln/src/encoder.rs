@@ -139,25 +139,6 @@ impl<B: Backend> TransformerEncoder<B> {
         Ok(self.run(input)?.output)
     }
 
-    /// The forward pass that also returns each layer's attention weights `[B, H, S, S]`.
-    pub fn forward_with_weights(
-        &self,
-        src: Tensor<B, 3>,
-        src_mask: Option<SrcMask<B>>,
-        src_key_padding_mask: Option<KeyPaddingMask<B>>,
-        is_causal: bool,
-    ) -> Result<(Tensor<B, 3>, Vec<Tensor<B, 4>>)> {
-        let input = EncoderInput {
-            src_mask,
-            src_key_padding_mask,
-            is_causal,
-            need_weights: true,
-            ..EncoderInput::new(src)
-        };
-        let out = self.run(input)?;
-        Ok((out.output, out.attentions.unwrap_or_default()))
-    }
-
     /// The one forward pass every other entry point (and interpretability, pruning,
     /// distillation) goes through. Validates the input, then takes the path
     /// [`Execution`] chooses for it: slices on separate threads, the packed real tokens, or

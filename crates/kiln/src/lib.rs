@@ -40,7 +40,7 @@ mod packed;
 mod split;
 pub mod weights;
 
-pub use attention::{masked_softmax, AttentionOutput, MultiHeadAttention};
+pub use attention::MultiHeadAttention;
 pub use config::{
     Activation, LayerInit, MultiHeadAttentionConfig, TransformerEncoderConfig,
     TransformerEncoderLayerConfig,
