@@ -31,9 +31,11 @@
 //! ```
 
 pub mod calibration;
+pub mod calibration_batch;
 pub mod distill;
 pub mod error;
 pub mod importance;
+mod layout;
 pub mod metrics;
 pub mod obs;
 pub mod plain;
