@@ -41,21 +41,23 @@ pub fn seeded_weights(config: &TransformerEncoderConfig, seed: u64) -> Result<Te
     Ok(model.state_dict())
 }
 
-/// The model named by `args` (files) or the built-in default.
+/// The model named by `args` (files) or the built-in default (its seeded weights loaded into a
+/// zeroed skeleton).
 pub fn load<B: Backend>(args: &ModelArgs, device: &B::Device) -> Result<TransformerEncoder<B>> {
     match (&args.config, &args.weights) {
         (Some(config), Some(weights)) => load_files(config, weights, device),
         _ => {
             let config = default_config();
             let weights = seeded_weights(&config, args.seed)?;
-            let mut model = config.try_init::<B>(device)?;
+            let mut model = config.try_init_zeroed::<B>(device)?;
             load_slots(model.weight_slots(""), &weights, device).into_result()?;
             Ok(model)
         }
     }
 }
 
-/// Loads `config.json` + `model.safetensors`, naming the file that failed.
+/// Loads `config.json` + `model.safetensors` into a zeroed skeleton (no random init drawn only
+/// to be overwritten), naming the file that failed.
 pub fn load_files<B: Backend>(
     config: &Path,
     weights: &Path,
@@ -63,7 +65,7 @@ pub fn load_files<B: Backend>(
 ) -> Result<TransformerEncoder<B>> {
     let cfg = TransformerEncoderConfig::from_json_file(config)
         .with_context(|| format!("config {}", config.display()))?;
-    cfg.try_init::<B>(device)?
+    cfg.try_init_zeroed::<B>(device)?
         .load_safetensors(weights)
         .with_context(|| format!("weights {}", weights.display()))
 }
