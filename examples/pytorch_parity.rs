@@ -69,7 +69,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..d0 {
         for j in 0..d1 {
             // (batch, position) of row (i, j) in the model's layout.
-            let (b, s) = if model.config.batch_first { (i, j) } else { (j, i) };
+            let (b, s) = if model.config.batch_first {
+                (i, j)
+            } else {
+                (j, i)
+            };
             if valid.data[b * valid.shape[1] + s] > 0.5 {
                 let row = (i * d1 + j) * d_model..(i * d1 + j + 1) * d_model;
                 for (a, e) in out.data[row.clone()].iter().zip(&expected.data[row]) {

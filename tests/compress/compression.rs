@@ -156,8 +156,8 @@ fn shrunk_model_equals_the_masked_model_and_round_trips() {
             .unwrap()
             .with_neurons(&importance, 0.3)
             .unwrap();
-        assert_eq!(plan.head_counts().iter().sum::<usize>(), 4);
-        assert_eq!(plan.widths(), vec![28, 28]);
+        assert_eq!(plan.layer_heads().iter().sum::<usize>(), 4);
+        assert_eq!(plan.layer_dim_feedforward(), vec![28, 28]);
         let masked = mask_structure(encoder.clone(), &plan).unwrap();
         let shrunk = shrink(encoder.clone(), &plan).unwrap();
         assert!(shrunk.num_params() < encoder.num_params());

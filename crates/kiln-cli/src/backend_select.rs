@@ -99,6 +99,16 @@ pub fn select(choice: BackendChoice) -> Result<Selection> {
     }
 }
 
+/// Says on stderr which backend `--backend auto` picked, and why.
+pub fn announce(selection: &Selection) {
+    if let Some(reason) = &selection.reason {
+        eprintln!(
+            "kiln: --backend auto picked {} ({reason})",
+            selection.backend.name()
+        );
+    }
+}
+
 /// Calls `$body` with `B` bound to the selected backend type and `$device` to its device.
 #[macro_export]
 macro_rules! with_backend {

@@ -2,23 +2,24 @@
 //!
 //! Exit codes: 0 success, 1 runtime error, 2 usage error. Errors are one line on stderr.
 
-mod augment;
 mod backend_select;
-mod bench;
-mod classify;
-mod compress;
-mod distill;
-mod embed;
-mod explain;
-mod forward;
-mod info;
+mod commands;
+mod common;
 mod model_source;
 mod npy;
+mod text_model;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use crate::commands::compress::{distill, prune, quantize};
+use crate::commands::{
+    augment, bench, classify, embed, explain, forward, info, init, similarity, train_classifier,
+};
+use crate::usage::UsageError;
 
 /// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (ndarray, flex).
 #[derive(Parser, Debug)]
@@ -38,21 +39,21 @@ enum Command {
     /// Show a model's config, size and FLOPs, and the backends and devices available.
     Info(info::InfoArgs),
     /// Write a freshly initialised model.safetensors for a config.json.
-    Init(info::InitArgs),
+    Init(init::InitArgs),
     /// Benchmark kiln against burn's built-in encoder (same weights, inputs and process).
     Bench(bench::BenchArgs),
     /// Embed texts with a pretrained sentence encoder (e.g. all-MiniLM-L6-v2).
     Embed(embed::EmbedArgs),
     /// Cosine similarity of two texts' embeddings.
-    Similarity(embed::SimilarityArgs),
+    Similarity(similarity::SimilarityArgs),
     /// Prune a text model or encoder (unstructured, or heads/feed-forward neurons that shrink
     /// it), optionally distilling from the original to recover; writes a loadable directory.
-    Prune(compress::PruneArgs),
+    Prune(prune::PruneArgs),
     /// Distil a (pruned) student from a teacher: fine-tuning to recover on its own, e.g. to
     /// continue what `prune --finetune-steps` started.
-    Distill(compress::DistillArgs),
+    Distill(distill::DistillArgs),
     /// Quantize a model's Linear weights to int8 (4x less room for them; loads everywhere).
-    Quantize(compress::QuantizeArgs),
+    Quantize(quantize::QuantizeArgs),
     /// Explain a text model on one text: attention maps, rollout, gradient x input or
     /// Integrated Gradients; JSON report, PNG heatmap, HTML page.
     Explain(explain::ExplainArgs),
@@ -62,40 +63,9 @@ enum Command {
     /// Train a classification head over a frozen text encoder from `label<TAB>text` lines:
     /// supervised, with EDA copies (--augment eda), UDA consistency (--consistency) or
     /// pseudo-labels (--pseudo-labels) on unlabelled texts.
-    TrainClassifier(classify::TrainClassifierArgs),
+    TrainClassifier(train_classifier::TrainClassifierArgs),
     /// Classify texts with a trained classifier, or evaluate it on labelled texts (--eval).
     Classify(classify::ClassifyArgs),
-}
-
-/// `--config` / `--weights`, shared by subcommands that load a plain encoder.
-#[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
-    /// config.json with PyTorch's nn.TransformerEncoder fields (default: the built-in model).
-    #[arg(long, requires = "weights")]
-    pub config: Option<PathBuf>,
-    /// model.safetensors with PyTorch's state_dict names.
-    #[arg(long, requires = "config")]
-    pub weights: Option<PathBuf>,
-    /// Seed of the built-in model's weights and of random inputs.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-/// An error in how kiln was called (exit code 2), as opposed to a failure while running (1).
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Returns a usage error (exit code 2).
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    UsageError(message.into()).into()
 }
 
 fn main() -> ExitCode {
@@ -124,18 +94,18 @@ fn main() -> ExitCode {
 
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Forward(args) => forward::run(args),
-        Command::Info(args) => info::run_info(args),
-        Command::Init(args) => info::run_init(args),
+        Command::Info(args) => info::run(args),
+        Command::Init(args) => init::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Embed(args) => embed::run_embed(args),
-        Command::Similarity(args) => embed::run_similarity(args),
-        Command::Prune(args) => compress::run_prune(args),
-        Command::Distill(args) => distill::run_distill(args),
-        Command::Quantize(args) => compress::run_quantize(args),
-        Command::Explain(args) => explain::run_explain(args),
-        Command::Augment(args) => augment::run_augment(args),
-        Command::TrainClassifier(args) => classify::run_train_classifier(args),
-        Command::Classify(args) => classify::run_classify(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Similarity(args) => similarity::run(args),
+        Command::Prune(args) => prune::run(args),
+        Command::Distill(args) => distill::run(args),
+        Command::Quantize(args) => quantize::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Augment(args) => augment::run(args),
+        Command::TrainClassifier(args) => train_classifier::run(args),
+        Command::Classify(args) => classify::run(args),
     });
     remove_runtime_dir();
     match result {

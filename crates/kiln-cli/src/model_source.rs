@@ -1,13 +1,26 @@
 //! Where a command's model comes from: files, or the built-in default.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::prelude::Backend;
+use clap::Args;
 use kiln::weights::load_slots;
 use kiln::{Activation, TensorFile, TransformerEncoder, TransformerEncoderConfig};
 
-use crate::ModelArgs;
+/// `--config` / `--weights`, shared by subcommands that load a plain encoder.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// config.json with PyTorch's nn.TransformerEncoder fields (default: the built-in model).
+    #[arg(long, requires = "weights")]
+    pub config: Option<PathBuf>,
+    /// model.safetensors with PyTorch's state_dict names.
+    #[arg(long, requires = "config")]
+    pub weights: Option<PathBuf>,
+    /// Seed of the built-in model's weights and of random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
 /// The built-in default model of `kiln forward` without `--config/--weights`: 4 post-norm GELU
 /// layers, d_model 256, 8 heads, feed-forward 1024, batch-first, weights drawn from `--seed`.
@@ -28,21 +41,23 @@ pub fn seeded_weights(config: &TransformerEncoderConfig, seed: u64) -> Result<Te
     Ok(model.state_dict())
 }
 
-/// The model named by `args` (files) or the built-in default.
+/// The model named by `args` (files) or the built-in default (its seeded weights loaded into a
+/// zeroed skeleton).
 pub fn load<B: Backend>(args: &ModelArgs, device: &B::Device) -> Result<TransformerEncoder<B>> {
     match (&args.config, &args.weights) {
         (Some(config), Some(weights)) => load_files(config, weights, device),
         _ => {
             let config = default_config();
             let weights = seeded_weights(&config, args.seed)?;
-            let mut model = config.try_init::<B>(device)?;
+            let mut model = config.try_init_zeroed::<B>(device)?;
             load_slots(model.weight_slots(""), &weights, device).into_result()?;
             Ok(model)
         }
     }
 }
 
-/// Loads `config.json` + `model.safetensors`, naming the file that failed.
+/// Loads `config.json` + `model.safetensors` into a zeroed skeleton (no random init drawn only
+/// to be overwritten), naming the file that failed.
 pub fn load_files<B: Backend>(
     config: &Path,
     weights: &Path,
@@ -50,8 +65,7 @@ pub fn load_files<B: Backend>(
 ) -> Result<TransformerEncoder<B>> {
     let cfg = TransformerEncoderConfig::from_json_file(config)
         .with_context(|| format!("config {}", config.display()))?;
-    let model = cfg.try_init::<B>(device)?;
-    model
+    cfg.try_init_zeroed::<B>(device)?
         .load_safetensors(weights)
         .with_context(|| format!("weights {}", weights.display()))
 }

@@ -1,53 +1,13 @@
-//! Calibration data: batches of encoder inputs that data-dependent compression (activation
-//! importance, OBS, layer-wise reconstruction) runs the model on, the capturing forward pass,
-//! and [`statistics`], which gathers what the pruning choice needs in one pass.
+//! Calibration statistics: what the choice of heads and neurons to prune reads from the original
+//! model on calibration data ([`CalibrationBatch`]es), gathered by [`statistics`] in one pass.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
-use kiln::{EncoderInput, EncoderOutput, KeyPaddingMask, TransformerEncoder};
+use kiln::TransformerEncoder;
 
+pub use crate::calibration_batch::{capture, CalibrationBatch};
+use crate::error::{CompressError, Result};
 use crate::importance::{ActivationSums, Importance};
 use crate::obs::InputGrams;
-
-/// One calibration batch: the encoder's input in the model's layout and, per sequence, its
-/// number of real tokens (the rest is padding; `None`: no padding).
-#[derive(Debug, Clone)]
-pub struct CalibrationBatch<B: Backend> {
-    /// `[B, S, E]` if the model is batch-first, else `[S, B, E]`.
-    pub src: Tensor<B, 3>,
-    /// Real tokens per sequence.
-    pub lengths: Option<Vec<usize>>,
-}
-
-/// `[B, S, E]` from the model's layout.
-pub(crate) fn batch_first<B: Backend>(t: Tensor<B, 3>, batch_first: bool) -> Tensor<B, 3> {
-    if batch_first {
-        t
-    } else {
-        t.swap_dims(0, 1)
-    }
-}
-
-/// The forward pass that calibration reads: every layer's Linear inputs and hidden states.
-pub fn capture<B: Backend>(
-    encoder: &TransformerEncoder<B>,
-    batch: &CalibrationBatch<B>,
-) -> kiln::Result<EncoderOutput<B>> {
-    let mut input = EncoderInput::new(batch.src.clone())
-        .output_linear_inputs(true)
-        .output_hidden_states(true);
-    if let Some(lengths) = &batch.lengths {
-        let seq = batch_first(batch.src.clone(), encoder.config.batch_first).dims()[1];
-        input = input.key_padding_mask(KeyPaddingMask::from_lengths(lengths, seq));
-    }
-    encoder.run(input)
-}
-
-/// `x` `[N, k]` with a column of ones appended (the bias input) and the rows where `keep`
-/// `[N, 1]` is 0 (padding) zeroed: `[N, k + 1]`, whose `XᵀX` OBS and the refit accumulate.
-pub(crate) fn with_bias_column<B: Backend>(x: Tensor<B, 2>, keep: &Tensor<B, 2>) -> Tensor<B, 2> {
-    Tensor::cat(vec![x, Tensor::ones_like(keep)], 1) * keep.clone()
-}
 
 /// What [`statistics`] gathers from the original model; each is `None` unless asked for.
 #[derive(Debug, Clone, Default)]
@@ -66,12 +26,12 @@ pub fn statistics<B: Backend>(
     importance: bool,
     grams: bool,
     mut progress: impl FnMut(),
-) -> crate::Result<CalibrationStatistics> {
+) -> Result<CalibrationStatistics> {
     if !importance && !grams {
         return Ok(CalibrationStatistics::default());
     }
     if batches.is_empty() {
-        return Err(crate::CompressError::Invalid(
+        return Err(CompressError::Invalid(
             "activation importance and OBS need calibration data".into(),
         ));
     }

@@ -20,9 +20,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use kiln::{EncoderOutput, HostTensor, TransformerEncoder};
 
-use crate::calibration::{capture, CalibrationBatch};
+use crate::calibration_batch::{capture, token_mask, CalibrationBatch};
 use crate::error::Result;
-use crate::wanda::token_mask;
 use serde::Serialize;
 
 /// Scores per layer: one per head, one per feed-forward neuron (higher = more important).

@@ -19,6 +19,10 @@
 //! - [`quantize`]: post-training int8 quantization of the Linear weights through burn;
 //! - [`text`]: the same for sentence encoders, with [`metrics`] (cosine, Spearman) to measure it.
 //!
+//! [`prune::prune`] runs the whole pruning pipeline of `kiln prune` (choose, mask or shrink,
+//! refit, measure, distil) on any [`DataSource`]: text lines of a text model ([`TextData`]) or
+//! random inputs of a plain encoder ([`RandomData`]), reporting to a [`Progress`].
+//!
 //! ```no_run
 //! use kiln::{backend::{cpu_device, Cpu}, TransformerEncoder};
 //! use kiln_compress::unstructured::{prune_unstructured, sparsity_report, UnstructuredMethod};
@@ -31,18 +35,33 @@
 //! ```
 
 pub mod calibration;
+pub mod calibration_batch;
+pub mod data_source;
 pub mod distill;
+pub mod encoder_model;
 pub mod error;
 pub mod importance;
 pub mod metrics;
 pub mod obs;
 pub mod plain;
+pub mod progress;
+pub mod prune;
 pub mod quantize;
+pub mod random_data;
 pub mod reconstruct;
+pub mod recovery;
 pub mod structured;
 pub mod text;
+pub mod text_data;
 pub mod unstructured;
 pub mod wanda;
 
+pub use data_source::DataSource;
+pub use encoder_model::EncoderModel;
 pub use error::{CompressError, Result};
+pub use progress::{NoProgress, Progress, Stage};
+pub use prune::{prune, PruneSpec, Pruned};
+pub use random_data::RandomData;
+pub use recovery::recover;
+pub use text_data::TextData;
 pub use unstructured::LinearKind;

@@ -24,10 +24,9 @@ use burn::tensor::Tensor;
 use kiln::{EncoderOutput, HostTensor, TransformerEncoder};
 use nalgebra::DMatrix;
 
-use crate::calibration::{capture, with_bias_column, CalibrationBatch};
+use crate::calibration_batch::{capture, token_mask, with_bias_column, CalibrationBatch};
 use crate::error::{CompressError, Result};
 use crate::structured::StructurePlan;
-use crate::wanda::token_mask;
 
 /// Per layer, the Gram matrices `XᵀX` (bias column last) of the inputs of `out_proj`
 /// (`attention`, `[H·Dh + 1]²`) and of `linear2` (`ffn`, `[F + 1]²`) over real tokens.

@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use kiln::{HostTensor, TransformerEncoder};
 use rand::{Rng, SeedableRng};
 
-use crate::calibration::CalibrationBatch;
+use crate::calibration_batch::CalibrationBatch;
 use crate::distill::{finetune, mse_loss, FinetuneConfig, StepRecord};
 use crate::error::{CompressError, Result};
 use crate::importance::{random_projection_loss, GradientImportance, Importance};

@@ -25,10 +25,10 @@ use burn::tensor::Tensor;
 use kiln::{EncoderOutput, HostTensor, TransformerEncoder};
 use nalgebra::DMatrix;
 
-use crate::calibration::{batch_first, capture, with_bias_column, CalibrationBatch};
+use crate::calibration_batch::{capture, token_mask, with_bias_column, CalibrationBatch};
 use crate::error::{CompressError, Result};
 use crate::unstructured::LinearKind;
-use crate::wanda::token_mask;
+use kiln::layout::to_batch_first as batch_first;
 
 /// Options of [`reconstruct`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -91,13 +91,13 @@ impl StructurePlan {
         Ok(())
     }
 
-    /// Heads kept per layer.
-    pub fn head_counts(&self) -> Vec<usize> {
+    /// Heads kept per layer (`layer_heads` of the shrunk config).
+    pub fn layer_heads(&self) -> Vec<usize> {
         self.heads.iter().map(Vec::len).collect()
     }
 
-    /// Feed-forward widths per layer.
-    pub fn widths(&self) -> Vec<usize> {
+    /// Feed-forward widths per layer (`layer_dim_feedforward` of the shrunk config).
+    pub fn layer_dim_feedforward(&self) -> Vec<usize> {
         self.neurons.iter().map(Vec::len).collect()
     }
 }

@@ -8,7 +8,7 @@ use kiln_text::{BertConfig, BertModel, TextEncoder, TokenizedText};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::calibration::CalibrationBatch;
+use crate::calibration_batch::CalibrationBatch;
 use crate::distill::{cosine_loss, finetune, FinetuneConfig, StepRecord};
 use crate::error::{CompressError, Result};
 use crate::importance::{random_projection_loss, GradientImportance, Importance};

@@ -15,11 +15,10 @@
 //! `plain::activation_norms` make the batches.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use kiln::{HostTensor, LinearInputs, TransformerEncoder};
 use serde::Serialize;
 
-use crate::calibration::{capture, CalibrationBatch};
+use crate::calibration_batch::{capture, token_mask, CalibrationBatch};
 use crate::error::{check_rate, CompressError, Result};
 use crate::unstructured::{prunable, prune_count, smallest, LinearKind, PruningMasks, WeightMask};
 
@@ -123,25 +122,6 @@ impl ActivationNorms {
             .map(|s| s.sqrt() as f32)
             .collect()
     }
-}
-
-/// `[B, S, 1]`: 1 on real tokens (the first `lengths[b]` of sequence `b`; all when `lengths`
-/// is `None`), 0 on padding; and the number of real tokens.
-pub(crate) fn token_mask<B: Backend>(
-    lengths: Option<&[usize]>,
-    batch: usize,
-    seq: usize,
-    device: &B::Device,
-) -> (Tensor<B, 3>, usize) {
-    let keep: Vec<f32> = (0..batch)
-        .flat_map(|b| {
-            let len = lengths.map_or(seq, |l| l.get(b).copied().unwrap_or(seq));
-            (0..seq).map(move |s| if s < len { 1.0 } else { 0.0 })
-        })
-        .collect();
-    let real = keep.iter().filter(|&&k| k > 0.0).count();
-    let keep = Tensor::from_data(TensorData::new(keep, [batch, seq, 1]), device);
-    (keep, real)
 }
 
 /// Wanda's masks at `rate` (`0 <= rate < 1`) for `encoder`'s Linear weights, without changing

@@ -178,7 +178,7 @@ impl<B: Backend> TransformerEncoder<B> {
         // Attention dropout needs the weights-materialising path, which does not pack.
         let training_dropout = B::ad_enabled(&input.src.device()) && self.config.dropout > 0.0;
         match plan(execution, &input, [batch, seq], training_dropout) {
-            Plan::Split { slices, cost } => self.run_split(input, &cost, slices),
+            Plan::Split { slices, cost } => self.run_split(execution, input, &cost, slices),
             Plan::Packed { lengths } => Ok(self.run_packed(input, lengths, execution)),
             Plan::Padded { path, fused_kernel } => {
                 self.run_padded(input, [batch, seq], path, fused_kernel)

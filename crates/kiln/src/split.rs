@@ -6,7 +6,7 @@ use burn::tensor::{Int, Tensor};
 
 use crate::encoder::TransformerEncoder;
 use crate::error::Result;
-use crate::execution::BatchSplit;
+use crate::execution::{BatchSplit, Execution};
 use crate::input::{EncoderInput, EncoderOutput, LinearInputs};
 use crate::mask::{KeyPaddingMask, SrcMask};
 
@@ -14,6 +14,7 @@ impl<B: Backend> TransformerEncoder<B> {
     /// The forward pass as `slices` forward passes over slices of the batch, on rayon's threads.
     pub(crate) fn run_split(
         &self,
+        execution: &Execution,
         input: EncoderInput<B>,
         cost: &[usize],
         slices: usize,
@@ -27,7 +28,7 @@ impl<B: Backend> TransformerEncoder<B> {
             .collect();
         drop(input);
         // Each slice runs as one pass (no further split), everything else as configured.
-        let unsplit = self.execution.with_batch_split(BatchSplit::Off);
+        let unsplit = execution.with_batch_split(BatchSplit::Off);
         let parts = inputs
             .into_par_iter()
             .map(|slice| self.run_with(&unsplit, slice))

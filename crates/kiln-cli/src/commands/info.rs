@@ -1,13 +1,10 @@
-//! `kiln info` and `kiln init`.
-
-use std::path::PathBuf;
+//! `kiln info`: a model's config, size and FLOPs, and the backends and devices available.
 
 use anyhow::{Context, Result};
 use clap::Args;
 use kiln::TransformerEncoderConfig;
 
-use crate::model_source::{default_config, seeded_weights};
-use crate::{usage, ModelArgs};
+use crate::model_source::{default_config, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -21,20 +18,7 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct InitArgs {
-    /// config.json to initialise.
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Where to write model.safetensors.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Seed of the random weights.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-pub fn run_info(args: &InfoArgs) -> Result<()> {
+pub fn run(args: &InfoArgs) -> Result<()> {
     let (config, source) = match &args.model.config {
         Some(path) => (
             TransformerEncoderConfig::from_json_file(path)
@@ -102,44 +86,4 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
         println!("  wgpu: {} ({:?}, {}, {})", a.name, a.kind, a.api, a.driver);
     }
     Ok(())
-}
-
-pub fn run_init(args: &InitArgs) -> Result<()> {
-    if same_file(&args.config, &args.out) {
-        return Err(usage(format!(
-            "--out {} would overwrite the input --config",
-            args.out.display()
-        )));
-    }
-    let config = TransformerEncoderConfig::from_json_file(&args.config)
-        .with_context(|| format!("config {}", args.config.display()))?;
-    let weights = seeded_weights(&config, args.seed)?;
-    weights
-        .write(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!(
-        "kiln: wrote {} ({} parameters, seed {})",
-        args.out.display(),
-        config.num_params(),
-        args.seed
-    );
-    Ok(())
-}
-
-/// Whether two paths name the same file (also when the second does not exist yet).
-pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    let canon = |p: &std::path::Path| -> Option<PathBuf> {
-        if let Ok(c) = p.canonicalize() {
-            return Some(c);
-        }
-        let parent = p
-            .parent()
-            .filter(|x| !x.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        Some(parent.canonicalize().ok()?.join(p.file_name()?))
-    };
-    match (canon(a), canon(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
 }

@@ -2,24 +2,47 @@
 //! teacher, e.g. to continue the distillation `kiln prune --finetune-steps` started, or to
 //! distil a model pruned elsewhere. Same losses, settings and report as `kiln prune`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use kiln_compress::distill::StepRecord;
+use clap::Args;
+use kiln_compress::distill::{FinetuneConfig, StepRecord};
 use kiln_compress::metrics::Fidelity;
-use kiln_text::TextEncoder;
-use serde_json::{json, Value};
+use kiln_compress::{recover, DataSource, EncoderModel, TextData};
+use serde_json::json;
 
-use crate::backend_select::select;
-use crate::compress::{
-    check_source, describe, distill_plain, distill_text, distillation_json, fidelity_json,
-    text_data, write_report, DistillArgs,
-};
-use crate::embed::announce;
-use crate::{usage, with_autodiff_backend};
+use super::progress::Bars;
+use super::report::{describe, distillation_json, fidelity_json, step_records, write_report};
+use super::settings::DistillSettings;
+use super::source::{self, load_text, random_data, text_data, CompressSource};
+use crate::backend_select::{announce, select};
+use crate::model_source::load_files;
+use crate::usage::usage;
+use crate::with_autodiff_backend;
+
+/// `kiln distill`: the student is the source (`--model`, or `--config`/`--weights`).
+#[derive(Args, Debug)]
+pub struct DistillArgs {
+    #[command(flatten)]
+    pub source: CompressSource,
+    /// The teacher, a text model directory (with --model); usually the model the student was
+    /// pruned from. Same tokenizer and hidden size as the student.
+    #[arg(long, conflicts_with_all = ["teacher_config", "teacher_weights"], required_unless_present = "teacher_config")]
+    pub teacher: Option<PathBuf>,
+    /// A plain teacher encoder's config.json (with --config/--weights).
+    #[arg(long, requires = "teacher_weights")]
+    pub teacher_config: Option<PathBuf>,
+    /// The plain teacher encoder's model.safetensors.
+    #[arg(long, requires = "teacher_config")]
+    pub teacher_weights: Option<PathBuf>,
+    /// Distillation steps (one batch each).
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    #[command(flatten)]
+    pub distill: DistillSettings,
+}
 
 /// What a distillation run did, for the report.
 struct Distilled {
@@ -36,14 +59,14 @@ impl Distilled {
     }
 }
 
-pub fn run_distill(args: &DistillArgs) -> Result<()> {
+pub fn run(args: &DistillArgs) -> Result<()> {
     let source = &args.source;
     let teacher_inputs: Vec<&Path> = [&args.teacher, &args.teacher_config, &args.teacher_weights]
         .into_iter()
         .flatten()
         .map(|p| p.as_path())
         .collect();
-    check_source(source, &teacher_inputs)?;
+    source::check(source, &teacher_inputs)?;
     if args.steps == 0 {
         return Err(usage("--steps must be at least 1"));
     }
@@ -75,10 +98,40 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
     let (distilled, kind) = with_autodiff_backend!(selection.backend, |B, device| {
         // Dropout (with --dropout) runs under autodiff: seed it so runs repeat.
         <B as Backend>::seed(&device, source.seed);
-        if source.model.is_some() {
-            (text::<B>(args, &device)?, "text")
+        let config = args.distill.finetune_config(args.steps, source.seed);
+        if let (Some(student), Some(teacher)) = (&source.model, &args.teacher) {
+            let student = load_text::<B>(student, source, &device)?;
+            let teacher =
+                load_text::<<B as AutodiffBackend>::InnerBackend>(teacher, source, &device)?;
+            let (train, heldout) = text_data(source)?;
+            let data = TextData {
+                train,
+                heldout,
+                batch_size: source.batch_size,
+                seed: source.seed,
+                losses: args.distill.text_losses(),
+            };
+            (
+                distill_and_save::<B, _>(source, student, &teacher, &data, &config)?,
+                "text",
+            )
         } else {
-            (plain::<B>(args, &device)?, "encoder")
+            let student = load_files::<B>(
+                source.config.as_ref().expect("checked"),
+                source.weights.as_ref().expect("checked"),
+                &device,
+            )?;
+            let teacher = load_files::<<B as AutodiffBackend>::InnerBackend>(
+                args.teacher_config.as_ref().expect("checked"),
+                args.teacher_weights.as_ref().expect("checked"),
+                &device,
+            )?;
+            // Distillation draws a new batch per step; no importance or calibration batches.
+            let data = random_data(source, 0);
+            (
+                distill_and_save::<B, _>(source, student, &teacher, &data, &config)?,
+                "encoder",
+            )
         }
     });
     let seconds = start.elapsed().as_secs_f64();
@@ -114,60 +167,15 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
     Ok(())
 }
 
-/// The report's per-step entries (the step-0 evaluation is `fidelity_before_finetune`).
-pub(crate) fn step_records(steps: &[StepRecord]) -> Vec<Value> {
-    steps
-        .iter()
-        .filter(|r| r.step > 0)
-        .map(|r| json!({"step": r.step, "loss": r.loss, "eval": r.eval}))
-        .collect()
-}
-
-fn text<B: AutodiffBackend>(args: &DistillArgs, device: &B::Device) -> Result<Distilled> {
-    let source = &args.source;
-    let load = |dir: &Path| -> Result<TextEncoder<B>> {
-        Ok(TextEncoder::<B>::from_dir(dir, device)
-            .with_context(|| format!("cannot load text model {}", dir.display()))?
-            .with_batch_size(source.batch_size))
-    };
-    let student = load(source.model.as_deref().expect("checked"))?;
-    let teacher_dir = args.teacher.as_deref().expect("checked");
-    let teacher = TextEncoder::<B::InnerBackend>::from_dir(teacher_dir, device)
-        .with_context(|| format!("cannot load text model {}", teacher_dir.display()))?
-        .with_batch_size(source.batch_size);
-    let (train, heldout) = text_data(source)?;
-    let (student, steps) = distill_text(
-        student,
-        &teacher,
-        (&train, &heldout),
-        source,
-        &args.distill,
-        args.steps,
-        None,
-    )?;
-    student
-        .save_dir(&source.out)
-        .context("cannot write the distilled model")?;
-    Ok(Distilled {
-        params: student.model.num_params(),
-        steps,
-    })
-}
-
-fn plain<B: AutodiffBackend>(args: &DistillArgs, device: &B::Device) -> Result<Distilled> {
-    let source = &args.source;
-    let student = crate::model_source::load_files::<B>(
-        source.config.as_ref().expect("checked"),
-        source.weights.as_ref().expect("checked"),
-        device,
-    )?;
-    let teacher = crate::model_source::load_files::<B::InnerBackend>(
-        args.teacher_config.as_ref().expect("checked"),
-        args.teacher_weights.as_ref().expect("checked"),
-        device,
-    )?;
-    let (student, steps) =
-        distill_plain(student, &teacher, source, &args.distill, args.steps, None)?;
+/// Distils `student` from `teacher` on `data` as `config` says and writes it to `--out`.
+fn distill_and_save<B: AutodiffBackend, D: DataSource>(
+    source: &CompressSource,
+    student: D::Model<B>,
+    teacher: &D::Model<B::InnerBackend>,
+    data: &D,
+    config: &FinetuneConfig,
+) -> Result<Distilled> {
+    let (student, steps) = recover(student, teacher, data, config, None, &mut Bars::default())?;
     student
         .save_dir(&source.out)
         .context("cannot write the distilled model")?;

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_explain::heatmap::{check_size, matrix_png, scores_png, MATRIX_SIZE, SCORES_SIZE};
 use kiln_explain::html::html_report;
 use kiln_explain::{
@@ -13,10 +12,11 @@ use kiln_explain::{
     SquareMatrix, Target,
 };
 
-use crate::backend_select::select;
-use crate::embed::{announce, check_model_args, inside, load, TextModelArgs};
-use crate::info::same_file;
-use crate::{usage, with_autodiff_backend, with_backend};
+use crate::backend_select::{announce, select};
+use crate::common::{inside, progress_bar, same_file};
+use crate::text_model::{self, load, TextModelArgs};
+use crate::usage::usage;
+use crate::{with_autodiff_backend, with_backend};
 
 /// `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,8 +126,8 @@ fn check_outputs(args: &ExplainArgs) -> Result<Vec<&Path>> {
     Ok(outputs)
 }
 
-pub fn run_explain(args: &ExplainArgs) -> Result<()> {
-    check_model_args(&args.model)?;
+pub fn run(args: &ExplainArgs) -> Result<()> {
+    text_model::check(&args.model)?;
     check_outputs(args)?;
     let method = Method::from(args.method);
     if !method.needs_gradients() && (args.target.is_some() || args.target_dim.is_some()) {
@@ -172,13 +172,9 @@ pub fn run_explain(args: &ExplainArgs) -> Result<()> {
                 (None, Some(index)) => Target::Dimension { index },
                 (None, None) => Target::Norm,
             };
-            let bar = ProgressBar::with_draw_target(
-                Some(args.steps as u64),
-                ProgressDrawTarget::stderr(),
-            );
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} path points, eta {eta}")
-                    .expect("valid template"),
+            let bar = progress_bar(
+                args.steps as u64,
+                "{bar:30} {pos}/{len} path points, eta {eta}",
             );
             let report = explain_gradients(&encoder, &args.text, method, &target, &config, |n| {
                 bar.inc(n as u64)

@@ -5,7 +5,8 @@ use clap::Args;
 use kiln_bench::{BenchReport, Shape};
 
 use crate::backend_select::{select, BackendChoice};
-use crate::{usage, with_backend};
+use crate::usage::usage;
+use crate::with_backend;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {

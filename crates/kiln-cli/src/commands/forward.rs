@@ -10,8 +10,10 @@ use clap::Args;
 use kiln::{EncoderInput, Execution, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder};
 
 use crate::backend_select::{select, BackendChoice};
-use crate::info::same_file;
-use crate::{model_source, npy, usage, with_backend, ModelArgs};
+use crate::common::same_file;
+use crate::model_source::{self, ModelArgs};
+use crate::usage::usage;
+use crate::{npy, with_backend};
 
 #[derive(Args, Debug)]
 pub struct ForwardArgs {

@@ -9,9 +9,8 @@ use kiln_augment::wordnet::WordNet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::embed::read_lines;
-use crate::info::same_file;
-use crate::usage;
+use crate::common::{read_lines, same_file, wordnet_dir};
+use crate::usage::usage;
 
 /// `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,15 +65,7 @@ pub struct AugmentArgs {
     pub wordnet: Option<PathBuf>,
 }
 
-/// `--wordnet`, else `$KILN_WORDNET`, else `.cache/wordnet`.
-pub(crate) fn wordnet_dir(given: Option<&PathBuf>) -> PathBuf {
-    given
-        .cloned()
-        .or_else(|| std::env::var_os("KILN_WORDNET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(".cache/wordnet"))
-}
-
-pub fn run_augment(args: &AugmentArgs) -> Result<()> {
+pub fn run(args: &AugmentArgs) -> Result<()> {
     let config = EdaConfig {
         alpha_sr: args.alpha_sr.unwrap_or(args.alpha),
         alpha_ri: args.alpha_ri.unwrap_or(args.alpha),

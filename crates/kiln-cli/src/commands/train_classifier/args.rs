@@ -1,0 +1,102 @@
+//! The flags of `kiln train-classifier`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use kiln_classify::{ConsistencyConfig, PseudoLabelConfig, TrainConfig};
+
+use crate::text_model::TextModelArgs;
+
+/// `--augment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AugmentChoice {
+    /// No augmented copies of the labelled texts.
+    None,
+    /// EDA (synonym replacement, insertion, swap, deletion; WordNet).
+    Eda,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainClassifierArgs {
+    #[command(flatten)]
+    pub model: TextModelArgs,
+    /// Labelled training texts: one `label<TAB>text` per line.
+    #[arg(long)]
+    pub labeled: PathBuf,
+    /// Unlabelled texts, one per line (for --consistency and --pseudo-labels).
+    #[arg(long)]
+    pub unlabeled: Option<PathBuf>,
+    /// Also train on augmented copies of the labelled texts.
+    #[arg(long, value_enum, default_value_t = AugmentChoice::None)]
+    pub augment: AugmentChoice,
+    /// UDA consistency training on the unlabelled texts (their EDA views).
+    #[arg(long, requires = "unlabeled")]
+    pub consistency: bool,
+    /// Pseudo-labels on the unlabelled texts.
+    #[arg(long, requires = "unlabeled")]
+    pub pseudo_labels: bool,
+    /// Augmented views per text (EDA).
+    #[arg(long, default_value_t = 4)]
+    pub views: usize,
+    /// EDA rate of every operation.
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f64,
+    /// WordNet database folder (default: $KILN_WORDNET, else .cache/wordnet).
+    #[arg(long)]
+    pub wordnet: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = TrainConfig::default().steps)]
+    pub steps: usize,
+    /// Labelled texts per step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub labeled_batch: usize,
+    /// Unlabelled texts per step.
+    #[arg(long, default_value_t = TrainConfig::default().unlabeled_batch_size)]
+    pub unlabeled_batch: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f64,
+    /// Steps over which the unsupervised loss weights ramp up from 0.
+    #[arg(long, default_value_t = TrainConfig::default().ramp_up_steps)]
+    pub ramp_up_steps: usize,
+    /// UDA: sharpening temperature of the targets.
+    #[arg(long, default_value_t = ConsistencyConfig::default().temperature)]
+    pub uda_temperature: f64,
+    /// UDA: confidence below which an unlabelled text is left out.
+    #[arg(long, default_value_t = ConsistencyConfig::default().threshold)]
+    pub uda_threshold: f64,
+    /// UDA: weight of the consistency loss.
+    #[arg(long, default_value_t = ConsistencyConfig::default().weight)]
+    pub uda_weight: f64,
+    /// Pseudo-labels: confidence a prediction needs to become a label.
+    #[arg(long, default_value_t = PseudoLabelConfig::default().threshold)]
+    pub pseudo_threshold: f64,
+    /// Pseudo-labels: weight of their loss.
+    #[arg(long, default_value_t = PseudoLabelConfig::default().weight)]
+    pub pseudo_weight: f64,
+    /// Hidden width of the head (0: linear head).
+    #[arg(long, default_value_t = 0)]
+    pub hidden: usize,
+    /// Dropout in the head while training.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+    /// Seed of the views, batches and initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Labelled held-out texts (`label<TAB>text`) to evaluate on after training.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    /// Keep the embeddings of every text (and view) here and reuse them in later runs with the
+    /// same encoder settings: only new texts are embedded.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Output directory: classifier.json and head.safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
