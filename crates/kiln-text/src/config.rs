@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn per_layer_sizes_read_the_old_names_and_write_the_one_name() {
-        let old = r#"{"model_type": "bert", "vocab_size": 100, "kiln_layer_heads": [2, 1],
+        let old = r#"{"model_type": "bert", "vocab_size": 100, "num_hidden_layers": 2,
+                      "kiln_layer_heads": [2, 1],
                       "kiln_layer_intermediate_sizes": [8, 4]}"#;
         let c = parse(old).unwrap();
         assert_eq!(c.layer_heads, Some(vec![2, 1]));
