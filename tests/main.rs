@@ -13,6 +13,8 @@ mod cross_backend;
 mod parity_flex;
 #[path = "kiln/parity_wgpu.rs"]
 mod parity_wgpu;
+#[path = "kiln/precision.rs"]
+mod precision;
 
 // kiln-text: all-MiniLM-L6-v2 against sentence-transformers.
 #[path = "text/text_minilm.rs"]

@@ -203,6 +203,27 @@ fn a_config_that_does_not_match_the_weights_names_the_key() {
     );
 }
 
+/// int8 Linear layers (integer kernels on flex): every sentence vector keeps cosine >= 0.99 to
+/// sentence-transformers' f32 one (the stated int8 tolerance of text models).
+#[cfg(feature = "flex")]
+#[test]
+fn int8_embeddings_stay_close_to_sentence_transformers() {
+    use kiln::backend::{flex_device, Flex};
+    let reference = minilm_reference();
+    let encoder = TextEncoder::<Flex>::from_dir(minilm_dir(), &flex_device())
+        .unwrap()
+        .with_precision(kiln::Precision::Int8);
+    assert_eq!(encoder.precision(), kiln::Precision::Int8);
+    let got = encoder.embed(&reference.sentences).unwrap();
+    let (cos, abs) = compare_rows(&got, &minilm_embeddings("embeddings.npy"));
+    eprintln!("int8: worst cosine {cos:.5}, worst max-abs {abs:.2e}");
+    assert!(cos >= 0.99, "int8 cosine {cos} < 0.99");
+    assert!(
+        cos < 0.999_999,
+        "int8 quantizes: the vectors cannot be f32's exactly"
+    );
+}
+
 #[cfg(feature = "wgpu")]
 #[test]
 fn embeddings_match_sentence_transformers_on_wgpu() {

@@ -7,13 +7,14 @@ use kiln::backend::{wgpu_adapters, AdapterInfo};
 /// The backends the CLI offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// wgpu when a GPU adapter (not a CPU-type software one) is present, else ndarray.
+    /// wgpu when a GPU adapter (not a CPU-type software one) is present, else flex, kiln's
+    /// fastest CPU backend.
     Auto,
     /// burn-wgpu (Vulkan/Metal/DX12; works on software Vulkan too).
     Wgpu,
-    /// burn-ndarray on the CPU.
+    /// burn-ndarray on the CPU (the reference CPU backend; slower than flex).
     Ndarray,
-    /// burn's pure-Rust flex backend on the CPU (matmul through the `gemm` crate).
+    /// burn's pure-Rust flex backend on the CPU, with kiln's CPU kernels (the fastest CPU path).
     Flex,
 }
 
@@ -49,16 +50,15 @@ fn describe(adapter: &AdapterInfo) -> String {
 
 /// Resolves `choice` against the adapters on this machine.
 pub fn select(choice: BackendChoice) -> Result<Selection> {
-    let cpu_name = "CPU (ndarray)".to_string();
     match choice {
         BackendChoice::Ndarray => Ok(Selection {
             backend: Resolved::Ndarray,
-            device_name: cpu_name,
+            device_name: "CPU (ndarray)".to_string(),
             reason: None,
         }),
         BackendChoice::Flex => Ok(Selection {
             backend: Resolved::Flex,
-            device_name: "CPU (flex)".to_string(),
+            device_name: flex_device_name(),
             reason: None,
         }),
         BackendChoice::Wgpu => {
@@ -86,17 +86,24 @@ pub fn select(choice: BackendChoice) -> Result<Selection> {
                 })
             } else {
                 let why = match adapters.first() {
-                    Some(a) => format!("no GPU adapter, only the software device {}", a.name),
-                    None => "no wgpu adapter".to_string(),
+                    Some(a) => format!(
+                        "no GPU adapter, only the software device {}; flex is the fastest CPU backend",
+                        a.name
+                    ),
+                    None => "no wgpu adapter; flex is the fastest CPU backend".to_string(),
                 };
                 Ok(Selection {
-                    backend: Resolved::Ndarray,
-                    device_name: cpu_name,
+                    backend: Resolved::Flex,
+                    device_name: flex_device_name(),
                     reason: Some(why),
                 })
             }
         }
     }
+}
+
+fn flex_device_name() -> String {
+    format!("CPU (flex, {})", kiln::kernels::cpu_features().summary())
 }
 
 /// Says on stderr which backend `--backend auto` picked, and why.

@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod model_source;
 mod npy;
+mod precision;
 mod text_model;
 mod usage;
 
@@ -21,7 +22,7 @@ use crate::commands::{
 };
 use crate::usage::UsageError;
 
-/// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (ndarray, flex).
+/// PyTorch-compatible Transformer encoders on burn, on GPU (wgpu) or CPU (flex, ndarray).
 #[derive(Parser, Debug)]
 #[command(name = "kiln", version, about, propagate_version = true)]
 struct Cli {

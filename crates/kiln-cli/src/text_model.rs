@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use kiln_text::{Pooling, TextEncoder};
 
 use crate::backend_select::BackendChoice;
+use crate::precision::PrecisionChoice;
 use crate::usage::usage;
 
 /// `--pooling`.
@@ -42,7 +43,7 @@ pub struct TextModelArgs {
     /// tokenizer.json, modules.json, ...), e.g. the one scripts/fetch_minilm.sh writes.
     #[arg(long)]
     pub model: PathBuf,
-    /// Backend: auto picks wgpu when a GPU adapter is present, else ndarray.
+    /// Backend: auto picks wgpu when a GPU adapter is present, else flex.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Truncate texts to this many tokens (default: the model's max_seq_length).
@@ -65,6 +66,10 @@ pub struct TextModelArgs {
     /// of slices. The embeddings are the same; for comparison and tuning.
     #[arg(long, default_value = "auto")]
     pub batch_split: kiln::BatchSplit,
+    /// Arithmetic of the encoder's Linear layers: `auto` (int8 for `kiln quantize`'s output,
+    /// else f32), `f32`, or `int8` (quantized at load; integer matrix products on the CPU).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
 }
 
 /// Checks `--batch-size` and that `--model` is a directory.
@@ -96,7 +101,13 @@ pub fn load<B: Backend>(args: &TextModelArgs, device: &B::Device) -> Result<Text
     if args.no_normalize {
         encoder = encoder.with_normalize(false);
     }
+    let precision = args.precision.resolve(
+        Some(&args.model.join("model.safetensors"))
+            .filter(|p| p.is_file())
+            .map(|p| p.as_path()),
+    )?;
     Ok(encoder
+        .with_precision(precision)
         .with_batch_size(args.batch_size)
         .with_pack_padding(!args.no_pack_padding)
         .with_batch_split(args.batch_split))

@@ -112,6 +112,16 @@ fn forward_default_model_human_summary_and_auto_backend() {
         stderr.contains("--backend auto picked"),
         "auto says what it picked: {stderr}"
     );
+    // With no GPU adapter (CI has only lavapipe) auto runs kiln's fastest CPU backend.
+    if !kiln::backend::wgpu_adapters()
+        .iter()
+        .any(|a| a.kind.is_gpu())
+    {
+        assert!(
+            stderr.contains("--backend auto picked flex"),
+            "auto picks flex without a GPU: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -277,6 +287,13 @@ fn info_and_init() {
     );
     assert!(v["weights_file_bytes"].as_u64().unwrap() > 0);
     assert!(v["flops_per_token"].as_f64().unwrap() > 0.0);
+    // Every backend is listed, and what auto picks, with the reason.
+    for backend in ["flex", "ndarray", "wgpu"] {
+        assert!(v["backends"][backend]["available"].is_boolean(), "{v}");
+    }
+    let auto = v["auto"]["backend"].as_str().unwrap();
+    assert!(auto == "flex" || auto == "wgpu", "{v}");
+    assert!(!v["auto"]["reason"].as_str().unwrap().is_empty(), "{v}");
     // The same seed gives the same file.
     let again = dir.path().join("again.safetensors");
     kiln()
@@ -291,7 +308,9 @@ fn info_and_init() {
         .success();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
     let human = kiln().args(["info"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&human.stdout).contains("parameters: 3159040"));
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("parameters: 3159040"), "{human}");
+    assert!(human.contains("auto picks: "), "{human}");
 }
 
 // ---- bad input: one line, the right exit code, no partial output ----

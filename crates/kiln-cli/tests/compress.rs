@@ -289,7 +289,26 @@ fn quantize_writes_a_smaller_file_that_forward_loads() {
             > 0.99,
         "{report}"
     );
-    forward_runs(&out);
+    // The int8 file runs in int8 by default (--precision auto), and in f32 when asked.
+    assert_eq!(forward_runs(&out)["precision"], "int8");
+    let f32_run = kiln()
+        .args([
+            "forward",
+            "--precision",
+            "f32",
+            "--json",
+            "--batch",
+            "2",
+            "--seq",
+            "5",
+        ])
+        .arg("--config")
+        .arg(out.join("config.json"))
+        .arg("--weights")
+        .arg(out.join("model.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&f32_run)["precision"], "f32");
 }
 
 #[test]

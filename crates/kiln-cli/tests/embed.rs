@@ -118,6 +118,45 @@ fn embed_arguments_print_json_and_honour_options() {
 }
 
 #[test]
+fn embed_in_int8_stays_close_to_sentence_transformers() {
+    let reference = minilm_reference();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.txt");
+    std::fs::write(&input, reference.sentences.join("\n") + "\n").unwrap();
+    let output = dir.path().join("int8.npy");
+    // The default backend (flex without a GPU): the integer kernels.
+    let out = succeeds(
+        kiln()
+            .args(["embed", "--precision", "int8", "--json", "--model"])
+            .arg(minilm_dir())
+            .arg("--input-file")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output),
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["precision"], "int8");
+    let (cos, _) = compare_rows(&read_rows(&output), &minilm_embeddings("embeddings.npy"));
+    assert!((0.99..0.999_999).contains(&cos), "int8 cosine {cos}");
+    // explain follows gradients in f32: int8 is refused as a usage error.
+    let line = fails_one_line(
+        kiln()
+            .args([
+                "explain",
+                "--method",
+                "rollout",
+                "--precision",
+                "int8",
+                "--model",
+            ])
+            .arg(minilm_dir())
+            .arg("a text"),
+        2,
+    );
+    assert!(line.contains("--precision int8"), "{line}");
+}
+
+#[test]
 fn similarity_prints_the_cosine() {
     let out = succeeds(
         kiln()

@@ -38,7 +38,7 @@ const COPIED_FILES: &[&str] = &[
 /// ```no_run
 /// # use kiln_text::TextEncoder;
 /// let device = Default::default();
-/// let encoder = TextEncoder::<kiln::backend::Cpu>::from_dir(".cache/models/all-MiniLM-L6-v2", &device)?;
+/// let encoder = TextEncoder::<kiln::backend::Flex>::from_dir(".cache/models/all-MiniLM-L6-v2", &device)?;
 /// let vectors = encoder.embed(&["A man is eating food.", "Someone is having a meal."])?;
 /// assert_eq!(vectors[0].len(), 384);
 /// # Ok::<(), kiln_text::TextError>(())
@@ -139,6 +139,19 @@ impl<B: Backend> TextEncoder<B> {
     pub fn with_batch_split(mut self, split: kiln::BatchSplit) -> Self {
         self.model.encoder.execution.batch_split = split;
         self
+    }
+
+    /// The same encoder with its Linear layers computing in `precision` (int8 quantizes the
+    /// weights once, here; see [`kiln::Precision`]). Embeddings, LayerNorms, attention and
+    /// pooling stay f32.
+    pub fn with_precision(mut self, precision: kiln::Precision) -> Self {
+        self.model.encoder.set_precision(precision);
+        self
+    }
+
+    /// The precision of the encoder's Linear layers.
+    pub fn precision(&self) -> kiln::Precision {
+        self.model.encoder.precision()
     }
 
     /// Switches padding skipping on or off ([`kiln::Execution::pack_padding`]).

@@ -11,6 +11,7 @@ use burn::tensor::Tensor;
 use crate::bias::AttentionBias;
 use crate::config::MultiHeadAttentionConfig;
 use crate::execution::AttentionPath;
+use crate::kernels::{linear_forward, try_packed_attention, LinearKernel};
 
 /// Multi-head self-attention, the counterpart of `torch.nn.MultiheadAttention` used as
 /// self-attention (`query = key = value`).
@@ -31,6 +32,10 @@ pub struct MultiHeadAttention<B: Backend> {
     pub num_heads: usize,
     /// Width of one head `Dh`.
     pub head_dim: usize,
+    /// How `in_proj` computes (f32 through burn unless a precision was set).
+    pub in_proj_kernel: LinearKernel,
+    /// How `out_proj` computes.
+    pub out_proj_kernel: LinearKernel,
 }
 
 impl MultiHeadAttentionConfig {
@@ -58,6 +63,8 @@ impl MultiHeadAttentionConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             num_heads: self.num_heads,
             head_dim,
+            in_proj_kernel: LinearKernel::default(),
+            out_proj_kernel: LinearKernel::default(),
         }
     }
 }
@@ -92,13 +99,30 @@ impl<B: Backend> MultiHeadAttention<B> {
         }
         let [batch, seq, _] = x.dims();
         let (h, dh) = (self.num_heads, self.head_dim);
+        let qkv = linear_forward(&self.in_proj, &self.in_proj_kernel, x);
+        // Without masks, a batch is `B` sequences of length `S` end to end: on the CPU, the
+        // packed kernel computes every sequence and head at once.
+        let unmasked = bias.additive.is_none() && bias.masked.is_none();
+        let qkv = if unmasked && bias.path != AttentionPath::Explicit {
+            let packed = qkv.reshape([1, batch * seq, 3 * h * dh]);
+            match try_packed_attention(packed, &vec![seq; batch], h, dh, bias.causal) {
+                Ok(context) => {
+                    // [1, B*S, H*Dh] -> [B, S, H*Dh]
+                    let context = context.reshape([batch, seq, h * dh]);
+                    return AttentionOutput {
+                        context: keep_context.then(|| context.clone()),
+                        output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
+                        weights: None,
+                    };
+                }
+                Err(packed) => packed.reshape([batch, seq, 3 * h * dh]),
+            }
+        } else {
+            qkv
+        };
 
         // [B, S, 3*H*Dh] -> [B, S, 3, H, Dh] -> [3, B, H, S, Dh] (a view: nothing is copied)
-        let qkv = self
-            .in_proj
-            .forward(x)
-            .reshape([batch, seq, 3, h, dh])
-            .permute([2, 0, 3, 1, 4]);
+        let qkv = qkv.reshape([batch, seq, 3, h, dh]).permute([2, 0, 3, 1, 4]);
         // Each [1, B, H, S, Dh], still views.
         let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1));
 
@@ -131,7 +155,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         let context = merge_heads(context, bias.fused_kernel);
         AttentionOutput {
             context: keep_context.then(|| context.clone()),
-            output: self.out_proj.forward(context),
+            output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
             weights,
         }
     }
@@ -201,7 +225,18 @@ impl<B: Backend> MultiHeadAttention<B> {
     ) -> AttentionOutput<B> {
         let (h, dh) = (self.num_heads, self.head_dim);
         // The projections run once over all real tokens: [1, N, 3*H*Dh].
-        let qkv = self.in_proj.forward(x);
+        let qkv = linear_forward(&self.in_proj, &self.in_proj_kernel, x);
+        // On the CPU, one kernel for every sequence and head (host memory, no per-sequence ops).
+        let qkv = match try_packed_attention(qkv, &bias.lengths, h, dh, bias.causal) {
+            Ok(context) => {
+                return AttentionOutput {
+                    context: keep_context.then(|| context.clone()),
+                    output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
+                    weights: None,
+                }
+            }
+            Err(qkv) => qkv,
+        };
         let mut contexts = Vec::with_capacity(bias.lengths.len());
         let mut offset = 0;
         for &len in bias.lengths.iter().filter(|&&len| len > 0) {
@@ -230,7 +265,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         let context = Tensor::cat(contexts, 1);
         AttentionOutput {
             context: keep_context.then(|| context.clone()),
-            output: self.out_proj.forward(context),
+            output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
             weights: None,
         }
     }

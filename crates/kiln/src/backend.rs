@@ -1,6 +1,7 @@
 //! The backends kiln is built and tested on, by name.
 
-/// burn's ndarray CPU backend, f32 (with OpenBLAS matmul when built with the `blas` feature).
+/// burn's ndarray CPU backend, f32 (with OpenBLAS matmul when built with the `blas` feature):
+/// the reference CPU backend of kiln's tests. For speed on a CPU use [`Flex`].
 #[cfg(feature = "ndarray")]
 pub type Cpu = burn::backend::NdArray<f32>;
 
@@ -8,7 +9,8 @@ pub type Cpu = burn::backend::NdArray<f32>;
 #[cfg(feature = "wgpu")]
 pub type Gpu = burn::backend::Wgpu<f32, i32>;
 
-/// burn's pure-Rust `flex` CPU backend, f32 (matmul through the `gemm` crate).
+/// burn's pure-Rust `flex` CPU backend, f32 (matmul through the `gemm` crate), where kiln's
+/// CPU kernels ([`crate::kernels`]) run: the CPU backend to use.
 #[cfg(feature = "flex")]
 pub type Flex = burn::backend::Flex<f32>;
 

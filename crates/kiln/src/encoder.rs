@@ -10,6 +10,7 @@ use crate::config::{LayerInit, TransformerEncoderConfig};
 use crate::error::{KilnError, Result};
 use crate::execution::{plan, AttentionPath, Execution, Plan};
 use crate::input::{EncoderInput, EncoderOutput};
+use crate::kernels::Precision;
 use crate::layer::TransformerEncoderLayer;
 use crate::layout::{check_src, to_batch_first};
 use crate::mask::{check_mask_shapes, KeyPaddingMask, SrcMask};
@@ -235,6 +236,28 @@ impl<B: Backend> TransformerEncoder<B> {
             hidden_states,
             linear_inputs,
         })
+    }
+
+    /// The same model with its Linear layers computing in `precision` ([`Precision`]): int8
+    /// quantizes the weights once, here (call it when the weights are final: after loading,
+    /// pruning or training). Attention, LayerNorm and softmax stay f32.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.set_precision(precision);
+        self
+    }
+
+    /// [`Self::with_precision`] in place.
+    pub fn set_precision(&mut self, precision: Precision) {
+        for layer in &mut self.layers {
+            layer.set_precision(precision);
+        }
+    }
+
+    /// The precision the Linear layers compute in (that of the first layer; f32 without layers).
+    pub fn precision(&self) -> Precision {
+        self.layers
+            .first()
+            .map_or(Precision::F32, |l| l.precision())
     }
 
     /// The same model running its forward passes as `execution` says.

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, relu};
+use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -12,6 +12,7 @@ use crate::config::{Activation, TransformerEncoderLayerConfig};
 use crate::error::Result;
 use crate::execution::{AttentionKernel, AttentionPath};
 use crate::input::LinearInputs;
+use crate::kernels::{linear_forward, LinearKernel, Precision};
 use crate::layout::{check_src, to_batch_first};
 use crate::mask::{KeyPaddingMask, SrcMask};
 
@@ -44,6 +45,10 @@ pub struct TransformerEncoderLayer<B: Backend> {
     pub norm_first: bool,
     /// Layout of the tensors handed to [`Self::forward`].
     pub batch_first: bool,
+    /// How `linear1` computes (f32 through burn unless a precision was set).
+    pub linear1_kernel: LinearKernel,
+    /// How `linear2` computes.
+    pub linear2_kernel: LinearKernel,
 }
 
 impl TransformerEncoderLayerConfig {
@@ -73,6 +78,8 @@ impl TransformerEncoderLayerConfig {
             activation: self.activation,
             norm_first: self.norm_first,
             batch_first: self.batch_first,
+            linear1_kernel: LinearKernel::default(),
+            linear2_kernel: LinearKernel::default(),
         }
     }
 }
@@ -165,15 +172,43 @@ impl<B: Backend> TransformerEncoderLayer<B> {
     /// `dropout2(linear2(dropout(activation(linear1(x)))))`, and with `capture` the input of
     /// `linear2` (`[B, S, F]`).
     fn feed_forward(&self, x: Tensor<B, 3>, capture: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
-        let hidden = self.linear1.forward(x);
+        let hidden = linear_forward(&self.linear1, &self.linear1_kernel, x);
         let hidden = match self.activation {
             Activation::Relu => relu(hidden),
-            Activation::Gelu => gelu(hidden),
+            Activation::Gelu => crate::kernels::gelu(hidden),
         };
         let hidden = self.dropout.forward(hidden);
         let kept = capture.then(|| hidden.clone());
-        let out = self.linear2.forward(hidden);
+        let out = linear_forward(&self.linear2, &self.linear2_kernel, hidden);
         (self.dropout2.forward(out), kept)
+    }
+}
+
+impl<B: Backend> TransformerEncoderLayer<B> {
+    /// Prepares the four Linear layers to compute in `precision` (see [`Precision`]): int8
+    /// quantizes their weights once (reading them from the device) and keeps the packed
+    /// values; f32 goes back to burn's Linear (weights already quantized stay so).
+    pub fn set_precision(&mut self, precision: Precision) {
+        let attn = &mut self.self_attn;
+        match precision {
+            Precision::F32 => {
+                attn.in_proj_kernel = LinearKernel::Burn;
+                attn.out_proj_kernel = LinearKernel::Burn;
+                self.linear1_kernel = LinearKernel::Burn;
+                self.linear2_kernel = LinearKernel::Burn;
+            }
+            Precision::Int8 => {
+                attn.in_proj_kernel = LinearKernel::int8(&mut attn.in_proj);
+                attn.out_proj_kernel = LinearKernel::int8(&mut attn.out_proj);
+                self.linear1_kernel = LinearKernel::int8(&mut self.linear1);
+                self.linear2_kernel = LinearKernel::int8(&mut self.linear2);
+            }
+        }
+    }
+
+    /// The precision the layer's Linear layers compute in.
+    pub fn precision(&self) -> Precision {
+        self.linear1_kernel.precision()
     }
 }
 

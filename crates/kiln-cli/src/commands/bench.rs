@@ -10,7 +10,7 @@ use crate::with_backend;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Backend: auto picks wgpu when a GPU adapter is present, else ndarray.
+    /// Backend: auto picks wgpu when a GPU adapter is present, else flex.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// base (d768, 12 heads, FFN 3072, 4 layers, 8x128), small (d256, 4 heads, 2 layers, 8x64),

@@ -22,7 +22,7 @@ pub struct ClassifyArgs {
     /// The encoder's directory, if it moved since training (default: the recorded one).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
-    /// Backend of the encoder: auto picks wgpu when a GPU adapter is present, else ndarray.
+    /// Backend of the encoder: auto picks wgpu when a GPU adapter is present, else flex.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Read one text per line from this file (`-` for stdin) instead of arguments.

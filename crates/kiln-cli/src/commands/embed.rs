@@ -91,9 +91,10 @@ fn embed<B: Backend>(
     let dim = encoder.dim();
     let per_s = texts.len() as f64 / embed_s;
     eprintln!(
-        "kiln: embedded {} texts into [{}, {dim}] in {embed_s:.3} s ({per_s:.1} texts/s) on {backend}; model load {load_s:.3} s",
+        "kiln: embedded {} texts into [{}, {dim}] in {embed_s:.3} s ({per_s:.1} texts/s) on {backend}, {}; model load {load_s:.3} s",
         texts.len(),
-        texts.len()
+        texts.len(),
+        encoder.precision()
     );
 
     if let Some(out) = &args.output {
@@ -104,6 +105,7 @@ fn embed<B: Backend>(
                 "output": out,
                 "shape": [texts.len(), dim],
                 "backend": backend,
+                "precision": encoder.precision().name(),
                 "max_seq_length": encoder.max_seq_length(),
                 "pooling": encoder.pipeline.pooling.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
                 "normalize": encoder.pipeline.normalize,
@@ -117,6 +119,7 @@ fn embed<B: Backend>(
         let json = serde_json::json!({
             "dim": dim,
             "backend": backend,
+            "precision": encoder.precision().name(),
             "embeddings": rows,
         });
         println!("{json}");

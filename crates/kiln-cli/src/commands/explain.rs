@@ -14,6 +14,7 @@ use kiln_explain::{
 
 use crate::backend_select::{announce, select};
 use crate::common::{inside, progress_bar, same_file};
+use crate::precision::PrecisionChoice;
 use crate::text_model::{self, load, TextModelArgs};
 use crate::usage::usage;
 use crate::{with_autodiff_backend, with_backend};
@@ -51,7 +52,7 @@ pub enum BaselineChoice {
     Zero,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ExplainArgs {
     #[command(flatten)]
     pub model: TextModelArgs,
@@ -128,6 +129,19 @@ fn check_outputs(args: &ExplainArgs) -> Result<Vec<&Path>> {
 
 pub fn run(args: &ExplainArgs) -> Result<()> {
     text_model::check(&args.model)?;
+    if args.model.precision == PrecisionChoice::Int8 {
+        return Err(usage(
+            "explain follows gradients through f32 Linear layers: --precision int8 does not apply",
+        ));
+    }
+    // An int8 file is explained with its dequantized weights in f32.
+    let args = &ExplainArgs {
+        model: TextModelArgs {
+            precision: PrecisionChoice::F32,
+            ..args.model.clone()
+        },
+        ..args.clone()
+    };
     check_outputs(args)?;
     let method = Method::from(args.method);
     if !method.needs_gradients() && (args.target.is_some() || args.target_dim.is_some()) {

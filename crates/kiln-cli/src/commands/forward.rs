@@ -12,12 +12,13 @@ use kiln::{EncoderInput, Execution, HostTensor, KeyPaddingMask, SrcMask, Transfo
 use crate::backend_select::{select, BackendChoice};
 use crate::common::same_file;
 use crate::model_source::{self, ModelArgs};
+use crate::precision::PrecisionChoice;
 use crate::usage::usage;
 use crate::{npy, with_backend};
 
 #[derive(Args, Debug)]
 pub struct ForwardArgs {
-    /// Backend: auto picks wgpu when a GPU adapter is present, else ndarray.
+    /// Backend: auto picks wgpu when a GPU adapter is present, else flex.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     #[command(flatten)]
@@ -56,6 +57,10 @@ pub struct ForwardArgs {
     /// slices. The output is the same; for comparison and tuning.
     #[arg(long, default_value = "auto")]
     pub batch_split: kiln::BatchSplit,
+    /// Arithmetic of the Linear layers: `auto` (int8 for `kiln quantize`'s output, else f32),
+    /// `f32`, or `int8` (quantized at load; integer matrix products on the CPU).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -124,8 +129,10 @@ fn forward<B: Backend>(
     backend: &str,
     device_name: &str,
 ) -> Result<()> {
+    let precision = args.precision.resolve(args.model.weights.as_deref())?;
     let model: TransformerEncoder<B> = model_source::load(&args.model, device)?
-        .with_execution(Execution::default().with_batch_split(args.batch_split));
+        .with_execution(Execution::default().with_batch_split(args.batch_split))
+        .with_precision(precision);
     let config = model.config.clone();
 
     let src = match &args.input {
@@ -232,6 +239,7 @@ fn forward<B: Backend>(
         let value = serde_json::json!({
             "backend": backend,
             "device": device_name,
+            "precision": precision.name(),
             "model": match &args.model.config { Some(p) => p.display().to_string(), None => "built-in default".into() },
             "input_shape": src.shape,
             "output_shape": output.shape,
@@ -249,7 +257,7 @@ fn forward<B: Backend>(
         println!("{value}");
     } else {
         println!(
-            "kiln forward on {backend} [{device_name}]: {} layers, d_model {}, {num_params} parameters",
+            "kiln forward on {backend} [{device_name}], {precision}: {} layers, d_model {}, {num_params} parameters",
             config.num_layers, config.d_model
         );
         println!(

@@ -40,6 +40,9 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         crate::model_source::load_files::<kiln::backend::Cpu>(c, w, &kiln::backend::cpu_device())?;
     }
     let adapters = kiln::backend::wgpu_adapters();
+    let auto = crate::backend_select::select(crate::backend_select::BackendChoice::Auto)?;
+    let auto_reason = auto.reason.clone().unwrap_or_default();
+    let cpu = kiln::kernels::cpu_features();
     let params = config.num_params();
     let flops = config.flops_per_token(args.seq);
     if args.json {
@@ -50,7 +53,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             "flops_per_token": flops,
             "flops_seq_len": args.seq,
             "weights_file_bytes": weights_bytes,
+            "auto": {"backend": auto.backend.name(), "device": auto.device_name, "reason": auto_reason},
+            "cpu_features": cpu.names(),
             "backends": {
+                "flex": {"available": true, "kernels": kiln::kernels::describe()},
                 "ndarray": {"available": true, "blas": cfg!(feature = "blas")},
                 "wgpu": {"available": !adapters.is_empty(), "adapters": adapters.iter().map(|a| serde_json::json!({
                     "name": a.name, "kind": format!("{:?}", a.kind), "api": a.api, "driver": a.driver,
@@ -71,6 +77,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         );
     }
     println!("backends:");
+    println!("  flex: CPU ({})", kiln::kernels::describe());
     println!(
         "  ndarray: CPU{}",
         if cfg!(feature = "blas") {
@@ -85,5 +92,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     for a in &adapters {
         println!("  wgpu: {} ({:?}, {}, {})", a.name, a.kind, a.api, a.driver);
     }
+    println!(
+        "auto picks: {} on {} ({auto_reason})",
+        auto.backend.name(),
+        auto.device_name
+    );
     Ok(())
 }

@@ -10,6 +10,29 @@ use safetensors::SafeTensors;
 use super::host::{dequantize_int8, to_f32, HostTensor, TensorFile};
 use crate::error::{KilnError, Result};
 
+/// Whether the safetensors file at `path` stores int8 weights (`kiln quantize`'s output: `I8`
+/// tensors with [`INT8_SCALE_SUFFIX`](super::INT8_SCALE_SUFFIX) scales). Reads only the header.
+pub fn stores_int8(path: impl AsRef<Path>) -> Result<bool> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let io = |e| KilnError::io(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    let size = file.metadata().map_err(io)?.len();
+    if len > size.saturating_sub(8) || len > 100 << 20 {
+        return Err(KilnError::Safetensors {
+            path: path.to_path_buf(),
+            reason: format!("header of {len} bytes in a file of {size}"),
+        });
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let header = String::from_utf8_lossy(&header);
+    Ok(header.contains(super::INT8_SCALE_SUFFIX))
+}
+
 impl TensorFile {
     /// Reads a safetensors file. f32, f16, bf16 and f64 tensors are converted to f32; bool and
     /// integer tensors too (so masks and token ids can travel in the same format).

@@ -22,7 +22,7 @@ mod encoder_map;
 mod host;
 mod slots;
 
-pub use codec::write_atomic;
+pub use codec::{stores_int8, write_atomic};
 pub use host::{HostTensor, TensorFile, INT8_SCALE_SUFFIX};
 pub use slots::{
     layer_norm_slots, linear_slots, load_slots, read_slots, LoadReport, SlotTarget, WeightSlot,

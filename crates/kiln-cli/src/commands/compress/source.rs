@@ -30,7 +30,7 @@ pub struct CompressSource {
     /// a text model). Must not be, or be inside, the source model's directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Backend (auto: wgpu with a GPU adapter, else ndarray).
+    /// Backend (auto: wgpu with a GPU adapter, else flex).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Unlabeled text lines (text models: importance and distillation data), one per line.

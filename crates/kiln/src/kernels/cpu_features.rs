@@ -1,0 +1,73 @@
+//! The CPU features kiln's kernels can use, detected once at run time, so that one binary runs
+//! on any x86-64 and takes the fastest kernel the machine has.
+
+use std::sync::OnceLock;
+
+/// What this CPU offers to kiln's kernels. All `false` off x86-64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuFeatures {
+    /// AVX2 and FMA (x86-64-v3).
+    pub avx2_fma: bool,
+    /// AVX-512 F, BW and VL.
+    pub avx512: bool,
+    /// AVX-512 VNNI: `u8 x i8 -> i32` dot products (`vpdpbusd`) on 512-bit registers.
+    pub avx512_vnni: bool,
+    /// AVX-VNNI: the same dot products on 256-bit registers (Alder Lake, Zen 5).
+    pub avx_vnni: bool,
+    /// AVX-512 BF16: `bf16 x bf16 -> f32` dot products (`vdpbf16ps`).
+    pub avx512_bf16: bool,
+}
+
+impl CpuFeatures {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl");
+            Self {
+                avx2_fma: is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                avx512,
+                avx512_vnni: avx512 && is_x86_feature_detected!("avx512vnni"),
+                avx_vnni: is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni"),
+                avx512_bf16: avx512 && is_x86_feature_detected!("avx512bf16"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Self::default()
+        }
+    }
+
+    /// The names of the features present, as `/proc/cpuinfo` spells them.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.avx2_fma, "avx2+fma"),
+            (self.avx512, "avx512f+bw+vl"),
+            (self.avx512_vnni, "avx512_vnni"),
+            (self.avx_vnni, "avx_vnni"),
+            (self.avx512_bf16, "avx512_bf16"),
+        ]
+        .into_iter()
+        .filter_map(|(present, name)| present.then_some(name))
+        .collect()
+    }
+
+    /// One short line: the features present, or `baseline x86-64` / `no SIMD kernels`.
+    pub fn summary(&self) -> String {
+        let names = self.names();
+        if !names.is_empty() {
+            names.join(" ")
+        } else if cfg!(target_arch = "x86_64") {
+            "baseline x86-64".to_string()
+        } else {
+            "portable kernels".to_string()
+        }
+    }
+}
+
+/// This CPU's features (detected on first use).
+pub fn cpu_features() -> CpuFeatures {
+    static FEATURES: OnceLock<CpuFeatures> = OnceLock::new();
+    *FEATURES.get_or_init(CpuFeatures::detect)
+}

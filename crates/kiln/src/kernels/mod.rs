@@ -1,0 +1,82 @@
+//! kiln's kernel layer: the fast paths that a forward pass takes on the CPU, behind the same
+//! generic modules.
+//!
+//! The modules stay generic over [`Backend`](burn::tensor::backend::Backend); where a kernel
+//! applies, the module calls this layer (e.g. [`LinearKernel`] for every Linear layer), which
+//! checks at run time whether the tensor is a burn-flex tensor (host memory, read in place) and
+//! then runs a kernel picked for this CPU ([`cpu_features`]); on every other backend (wgpu,
+//! ndarray, autodiff) it takes a generic path made of burn tensor ops that computes the same
+//! numbers. So wgpu and training keep working, and one binary runs on any x86-64.
+//!
+//! Where a new kernel goes: the host code in a file of its own here (with a plain reference
+//! it is tested against on odd shapes), the call from the module through [`flex`]'s
+//! bridge, and the generic fallback beside it.
+
+pub mod activation;
+pub mod attention;
+mod cpu_features;
+#[cfg(feature = "flex")]
+mod flex;
+mod int8_gemm;
+mod linear;
+mod precision;
+pub mod quantize;
+
+pub use cpu_features::{cpu_features, CpuFeatures};
+pub use int8_gemm::{pack_linear, Int8Kernel, PackedInt8, PANEL};
+pub(crate) use linear::linear_forward;
+pub use linear::LinearKernel;
+pub use precision::Precision;
+
+/// [`attention::packed_attention`] on a burn-flex tensor, or the tensor back on any other
+/// backend (the caller then takes its per-sequence tensor ops).
+///
+/// # Shapes
+/// - `qkv`: `[1, N, 3 * H * Dh]`; returns the context `[1, N, H * Dh]`
+pub(crate) fn try_packed_attention<B: burn::tensor::backend::Backend>(
+    qkv: burn::tensor::Tensor<B, 3>,
+    lengths: &[usize],
+    heads: usize,
+    head_dim: usize,
+    causal: bool,
+) -> std::result::Result<burn::tensor::Tensor<B, 3>, burn::tensor::Tensor<B, 3>> {
+    #[cfg(feature = "flex")]
+    {
+        let host = flex::host_f32(qkv)?;
+        let context =
+            attention::packed_attention(flex::values(&host), lengths, heads, head_dim, causal);
+        let tokens = lengths.iter().sum();
+        Ok(flex::flex_tensor(context, [1, tokens, heads * head_dim]))
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (lengths, heads, head_dim, causal);
+        Err(qkv)
+    }
+}
+
+/// GELU (PyTorch's exact form): on burn-flex the vectorized, multi-threaded host kernel
+/// ([`activation::gelu_in_place`]), elsewhere burn's `gelu`.
+pub(crate) fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::host_f32(x) {
+        Ok(mut host) => {
+            activation::gelu_in_place(flex::values_mut(&mut host));
+            return flex::from_flex_primitive(host);
+        }
+        Err(x) => x,
+    };
+    burn::tensor::activation::gelu(x)
+}
+
+/// One line on the CPU kernels this build and machine run: the CPU features found, and the
+/// int8 kernel picked.
+pub fn describe() -> String {
+    format!(
+        "{}; int8 kernel {}",
+        cpu_features().summary(),
+        Int8Kernel::best().name()
+    )
+}

@@ -1,0 +1,139 @@
+//! int8 Linear layers (`TransformerEncoder::with_precision(Precision::Int8)`): on burn-flex they
+//! run the integer kernels, elsewhere the generic path of tensor ops; both give the same numbers,
+//! close to f32 at int8's own tolerance, and keep kiln's invariances (packed == padded,
+//! batch == one sequence at a time).
+//!
+//! Stated tolerance against f32 (PyTorch's outputs of the committed fixtures, tiny random
+//! models whose outputs have a std near 1): max-abs <= 0.08 and mean-abs <= 0.01 at real
+//! tokens. The integer kernels and the generic path agree to 1e-5 (f32 rounding; a value that
+//! rounds to the other u8 level would move an output by about one quantization step).
+#![cfg(feature = "flex")]
+
+use burn::tensor::{Distribution, Tensor};
+use kiln::backend::{cpu_device, flex_device, Cpu, Flex};
+use kiln::{
+    Activation, EncoderInput, Execution, HostTensor, KeyPaddingMask, Precision, TransformerEncoder,
+    TransformerEncoderConfig,
+};
+use kiln_tests::{encoder_cases, max_abs_diff};
+
+/// Mean |output - expected| over the positions that are not padding.
+fn mean_error(case: &kiln_tests::Case, output: &HostTensor) -> f32 {
+    let expected = case.get("expected").unwrap();
+    let valid = case.get("valid").unwrap();
+    let [a, b, e] = [output.shape[0], output.shape[1], output.shape[2]];
+    let (mut sum, mut count) = (0f64, 0usize);
+    for i in 0..a {
+        for j in 0..b {
+            let (batch, pos) = if case.batch_first() { (i, j) } else { (j, i) };
+            if valid.data[batch * valid.shape[1] + pos] < 0.5 {
+                continue;
+            }
+            for k in 0..e {
+                let idx = (i * b + j) * e + k;
+                sum += (output.data[idx] - expected.data[idx]).abs() as f64;
+                count += 1;
+            }
+        }
+    }
+    (sum / count.max(1) as f64) as f32
+}
+
+#[test]
+fn int8_is_close_to_pytorch_f32_on_every_fixture_and_both_paths_agree() {
+    let (flex, cpu) = (flex_device(), cpu_device());
+    let mut report = Vec::new();
+    for case in encoder_cases() {
+        let model = case.model::<Flex>(&flex).with_precision(Precision::Int8);
+        assert_eq!(model.precision(), Precision::Int8);
+        let out = HostTensor::from_tensor(model.run(case.input::<Flex>(&flex)).unwrap().output);
+        let (max_err, mean_err) = (case.output_error(&out), mean_error(&case, &out));
+        // The same quantized model through the generic path (ndarray has no integer kernel).
+        let generic = case.model::<Cpu>(&cpu).with_precision(Precision::Int8);
+        let generic_out =
+            HostTensor::from_tensor(generic.run(case.input::<Cpu>(&cpu)).unwrap().output);
+        let between = max_abs_diff(&out, &generic_out);
+        report.push(format!(
+            "{:<34} int8 vs f32: max {max_err:.3e} mean {mean_err:.3e}; kernel vs generic {between:.2e}",
+            case.name
+        ));
+        assert!(
+            max_err <= 0.08 && mean_err <= 0.01 && between <= 1e-5,
+            "{}: above int8's tolerance:\n{}",
+            case.name,
+            report.join("\n")
+        );
+    }
+    println!("{}", report.join("\n"));
+}
+
+fn random_model() -> (TransformerEncoder<Flex>, Tensor<Flex, 3>) {
+    let device = flex_device();
+    let config = TransformerEncoderConfig::new(48, 4, 2)
+        .with_dim_feedforward(80)
+        .with_activation(Activation::Gelu)
+        .with_batch_first(true);
+    let model = config.init::<Flex>(&device).with_precision(Precision::Int8);
+    let src = Tensor::<Flex, 3>::random([3, 9, 48], Distribution::Default, &device);
+    (model, src)
+}
+
+#[test]
+fn int8_packed_equals_padded_and_batch_equals_one_at_a_time() {
+    let (model, src) = random_model();
+    let lengths = [9, 4, 6];
+    let run = |execution: Execution, src: Tensor<Flex, 3>, lengths: &[usize]| {
+        let input = EncoderInput::new(src)
+            .key_padding_mask(KeyPaddingMask::from_lengths(lengths, lengths[0].max(9)));
+        HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output)
+    };
+    let padded = run(Execution::default(), src.clone(), &lengths);
+    let packed = run(
+        Execution::default().with_pack_padding(true),
+        src.clone(),
+        &lengths,
+    );
+    for (b, &len) in lengths.iter().enumerate() {
+        for s in 0..len {
+            for e in 0..48 {
+                let i = (b * 9 + s) * 48 + e;
+                assert!(
+                    (padded.data[i] - packed.data[i]).abs() <= 1e-4,
+                    "[{b}, {s}, {e}]: padded {} packed {}",
+                    padded.data[i],
+                    packed.data[i]
+                );
+            }
+        }
+    }
+    // Each sequence alone gives its rows of the batch: activations are quantized per row.
+    for (b, &len) in lengths.iter().enumerate() {
+        let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
+        let input = EncoderInput::new(one);
+        let alone = HostTensor::from_tensor(model.run(input).unwrap().output);
+        for s in 0..len {
+            for e in 0..48 {
+                let (i, j) = ((b * 9 + s) * 48 + e, s * 48 + e);
+                assert!(
+                    (packed.data[i] - alone.data[j]).abs() <= 1e-4,
+                    "sequence {b} alone differs at [{s}, {e}]"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn precision_is_set_per_model_and_f32_goes_back_to_burn() {
+    let (model, src) = random_model();
+    let int8 = HostTensor::from_tensor(model.run(EncoderInput::new(src.clone())).unwrap().output);
+    let model = model.with_precision(Precision::F32);
+    assert_eq!(model.precision(), Precision::F32);
+    // Back in f32 the (already quantized) weights run through burn's Linear: activations are
+    // no longer quantized, so the output moves, but only by int8's error.
+    let f32_out = HostTensor::from_tensor(model.run(EncoderInput::new(src)).unwrap().output);
+    let diff = max_abs_diff(&int8, &f32_out);
+    assert!(diff > 0.0 && diff <= 0.15, "{diff}");
+    assert_eq!("int8".parse::<Precision>().unwrap(), Precision::Int8);
+    assert!("int4".parse::<Precision>().is_err());
+}
