@@ -107,11 +107,16 @@ impl Case {
 
     /// Max |a - expected| over the positions that are not padding.
     pub fn output_error(&self, output: &HostTensor) -> f32 {
+        self.output_errors(output).into_iter().fold(0.0, f32::max)
+    }
+
+    /// |a - expected| at every value of the positions that are not padding.
+    pub fn output_errors(&self, output: &HostTensor) -> Vec<f32> {
         let expected = self.get("expected").unwrap();
         assert_eq!(output.shape, expected.shape, "{}: output shape", self.name);
         let valid = self.get("valid").unwrap();
         let [a, b, e] = [output.shape[0], output.shape[1], output.shape[2]];
-        let mut worst = 0.0f32;
+        let mut errors = Vec::with_capacity(a * b * e);
         for i in 0..a {
             for j in 0..b {
                 // valid is [B, S]; the output is [B, S, E] or [S, B, E].
@@ -121,11 +126,11 @@ impl Case {
                 }
                 for k in 0..e {
                     let idx = (i * b + j) * e + k;
-                    worst = worst.max((output.data[idx] - expected.data[idx]).abs());
+                    errors.push((output.data[idx] - expected.data[idx]).abs());
                 }
             }
         }
-        worst
+        errors
     }
 }
 

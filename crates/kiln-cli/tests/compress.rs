@@ -47,17 +47,14 @@ fn prune_plain(out: &Path, extra: &[&str]) -> Value {
 }
 
 fn forward_runs(dir: &Path) -> Value {
+    forward_runs_with(dir, &["--backend", "ndarray"])
+}
+
+/// `kiln forward --json` on the model in `dir` with `extra` flags.
+fn forward_runs_with(dir: &Path, extra: &[&str]) -> Value {
     let output = kiln()
-        .args([
-            "forward",
-            "--backend",
-            "ndarray",
-            "--json",
-            "--batch",
-            "2",
-            "--seq",
-            "5",
-        ])
+        .args(["forward", "--json", "--batch", "2", "--seq", "5"])
+        .args(extra)
         .arg("--config")
         .arg(dir.join("config.json"))
         .arg("--weights")
@@ -291,24 +288,10 @@ fn quantize_writes_a_smaller_file_that_forward_loads() {
     );
     // The int8 file runs in int8 by default (--precision auto), and in f32 when asked.
     assert_eq!(forward_runs(&out)["precision"], "int8");
-    let f32_run = kiln()
-        .args([
-            "forward",
-            "--precision",
-            "f32",
-            "--json",
-            "--batch",
-            "2",
-            "--seq",
-            "5",
-        ])
-        .arg("--config")
-        .arg(out.join("config.json"))
-        .arg("--weights")
-        .arg(out.join("model.safetensors"))
-        .output()
-        .unwrap();
-    assert_eq!(json_of(&f32_run)["precision"], "f32");
+    assert_eq!(
+        forward_runs_with(&out, &["--precision", "f32"])["precision"],
+        "f32"
+    );
 }
 
 #[test]

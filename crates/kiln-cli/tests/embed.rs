@@ -15,14 +15,21 @@ fn read_rows(path: &Path) -> Vec<Vec<f32>> {
     data.chunks(shape[1]).map(<[f32]>::to_vec).collect()
 }
 
+/// The fixture's sentences as a text file in `dir`, one per line.
+fn sentences_file(dir: &Path) -> std::path::PathBuf {
+    let reference = minilm_reference();
+    let input = dir.join("lines.txt");
+    // sentences.json has no newlines inside texts; a final newline ends the last line.
+    assert!(reference.sentences.iter().all(|s| !s.contains('\n')));
+    std::fs::write(&input, reference.sentences.join("\n") + "\n").unwrap();
+    input
+}
+
 #[test]
 fn embed_file_matches_sentence_transformers_in_input_order() {
     let reference = minilm_reference();
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("lines.txt");
-    // sentences.json has no newlines inside texts; a final newline ends the last line.
-    assert!(reference.sentences.iter().all(|s| !s.contains('\n')));
-    std::fs::write(&input, reference.sentences.join("\n") + "\n").unwrap();
+    let input = sentences_file(dir.path());
     let output = dir.path().join("emb.npy");
     let out = succeeds(
         kiln()
@@ -119,10 +126,8 @@ fn embed_arguments_print_json_and_honour_options() {
 
 #[test]
 fn embed_in_int8_stays_close_to_sentence_transformers() {
-    let reference = minilm_reference();
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("lines.txt");
-    std::fs::write(&input, reference.sentences.join("\n") + "\n").unwrap();
+    let input = sentences_file(dir.path());
     let output = dir.path().join("int8.npy");
     // The default backend (flex without a GPU): the integer kernels.
     let out = succeeds(

@@ -38,7 +38,17 @@ pub fn packed_attention(
         .collect();
     let contexts: Vec<Vec<f32>> = tasks
         .par_iter()
-        .map(|&(s, h)| head_attention(qkv, offsets[s], lengths[s], h, heads, head_dim, causal))
+        .map(|&(s, head)| {
+            head_attention(&HeadTask {
+                qkv,
+                offset: offsets[s],
+                len: lengths[s],
+                head,
+                heads,
+                head_dim,
+                causal,
+            })
+        })
         .collect();
     let mut out = vec![0f32; tokens * inner];
     for (&(s, h), context) in tasks.iter().zip(&contexts) {
@@ -50,77 +60,69 @@ pub fn packed_attention(
     out
 }
 
-/// One head of one sequence: `[len, Dh]`.
-fn head_attention(
-    qkv: &[f32],
+/// One head of one sequence of the packed `qkv`.
+struct HeadTask<'a> {
+    qkv: &'a [f32],
+    /// The sequence's first row.
     offset: usize,
     len: usize,
     head: usize,
     heads: usize,
     head_dim: usize,
     causal: bool,
-) -> Vec<f32> {
+}
+
+/// One head of one sequence: `[len, Dh]`, with the kernel this CPU runs best.
+fn head_attention(task: &HeadTask) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if super::cpu_features().avx512 {
         // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the body is safe Rust.
-        return unsafe { head_attention_avx512(qkv, offset, len, head, heads, head_dim, causal) };
+        return unsafe { head_attention_avx512(task) };
     }
     #[cfg(target_arch = "x86_64")]
     if super::cpu_features().avx2_fma {
         // SAFETY: the CPU has AVX2 and FMA (checked above); the body is safe Rust.
-        return unsafe { head_attention_avx2(qkv, offset, len, head, heads, head_dim, causal) };
+        return unsafe { head_attention_avx2(task) };
     }
-    head_attention_portable(qkv, offset, len, head, heads, head_dim, causal)
+    head_attention_portable(task)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn head_attention_avx512(
-    qkv: &[f32],
-    offset: usize,
-    len: usize,
-    head: usize,
-    heads: usize,
-    head_dim: usize,
-    causal: bool,
-) -> Vec<f32> {
-    head_attention_portable(qkv, offset, len, head, heads, head_dim, causal)
+unsafe fn head_attention_avx512(task: &HeadTask) -> Vec<f32> {
+    head_attention_portable(task)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn head_attention_avx2(
-    qkv: &[f32],
-    offset: usize,
-    len: usize,
-    head: usize,
-    heads: usize,
-    head_dim: usize,
-    causal: bool,
-) -> Vec<f32> {
-    head_attention_portable(qkv, offset, len, head, heads, head_dim, causal)
+unsafe fn head_attention_avx2(task: &HeadTask) -> Vec<f32> {
+    head_attention_portable(task)
 }
 
 /// Lanes of the blocks below: 16 f32, one AVX-512 register (two AVX2 ones).
 const LANES: usize = 16;
+/// Queries computed together: independent accumulators, so the multiply-adds overlap instead
+/// of waiting on one another.
+const QUERIES: usize = 4;
 
 #[inline(always)]
-fn head_attention_portable(
-    qkv: &[f32],
-    offset: usize,
-    len: usize,
-    head: usize,
-    heads: usize,
-    head_dim: usize,
-    causal: bool,
-) -> Vec<f32> {
+fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
+    let &HeadTask {
+        qkv,
+        offset,
+        len,
+        head,
+        heads,
+        head_dim,
+        causal,
+    } = task;
     let inner = heads * head_dim;
     let row = |i: usize, part: usize| {
         let start = (offset + i) * 3 * inner + part * inner + head * head_dim;
         &qkv[start..start + head_dim]
     };
-    // kᵀ `[Dh, padded]`, zeros past `len`: the scores of one query, 16 keys at a time, are a
-    // sum over `Dh` of scaled 16-wide rows, accumulated in registers.
+    // kᵀ `[Dh, padded]`, zeros past `len`: the scores of a block of queries against 16 keys
+    // are sums over `Dh` of scaled 16-wide rows.
     let padded = len.div_ceil(LANES) * LANES;
     let mut keys_t = vec![0f32; head_dim * padded];
     for j in 0..len {
@@ -130,44 +132,80 @@ fn head_attention_portable(
     }
     let scale = (head_dim as f32).powf(-0.5);
     let mut context = vec![0f32; len * head_dim];
-    let mut scores = vec![0f32; padded];
-    let mut query = vec![0f32; head_dim];
-    for i in 0..len {
-        let keys = if causal { i + 1 } else { len };
-        for (q, &v) in query.iter_mut().zip(row(i, 0)) {
-            *q = v * scale;
+    // `[QUERIES, padded]` scores of one block of queries, then their weights `[padded, QUERIES]`.
+    let mut scores = vec![0f32; QUERIES * padded];
+    let mut weights_t = vec![0f32; padded * QUERIES];
+    // `[Dh, QUERIES]` scaled queries (columns past the sequence stay zero and are not stored).
+    let mut queries_t = vec![0f32; head_dim * QUERIES];
+    for first in (0..len).step_by(QUERIES) {
+        let rows = QUERIES.min(len - first);
+        // The keys any query of the block sees.
+        let keys = if causal { first + rows } else { len };
+        queries_t.fill(0.0);
+        for r in 0..rows {
+            for (d, &v) in row(first + r, 0).iter().enumerate() {
+                queries_t[d * QUERIES + r] = v * scale;
+            }
         }
         for block in (0..keys).step_by(LANES) {
-            let mut acc = [0f32; LANES];
-            for (d, &q) in query.iter().enumerate() {
-                let k = &keys_t[d * padded + block..d * padded + block + LANES];
-                for (a, &k) in acc.iter_mut().zip(k) {
-                    *a = q.mul_add(k, *a);
+            let mut acc = [[0f32; LANES]; QUERIES];
+            for d in 0..head_dim {
+                let k: &[f32; LANES] = keys_t[d * padded + block..][..LANES].try_into().unwrap();
+                let q: &[f32; QUERIES] = queries_t[d * QUERIES..][..QUERIES].try_into().unwrap();
+                for r in 0..QUERIES {
+                    for t in 0..LANES {
+                        acc[r][t] = q[r].mul_add(k[t], acc[r][t]);
+                    }
                 }
             }
-            scores[block..block + LANES].copy_from_slice(&acc);
+            for (r, acc) in acc.iter().enumerate() {
+                scores[r * padded + block..][..LANES].copy_from_slice(acc);
+            }
         }
-        let scores = &mut scores[..keys];
-        let max = scores
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
-        for s in scores.iter_mut() {
-            *s = exp(*s - max);
+        // Softmax per query over its keys; the block's later keys get weight 0.
+        let mut inv = [0f32; QUERIES];
+        weights_t[..keys * QUERIES].fill(0.0);
+        for (r, inv) in inv.iter_mut().enumerate().take(rows) {
+            let own = if causal { first + r + 1 } else { len };
+            let weights = &mut scores[r * padded..r * padded + own];
+            let max = weights
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+            for w in weights.iter_mut() {
+                *w = exp(*w - max);
+            }
+            *inv = 1.0 / weights.iter().sum::<f32>();
+            for (j, &w) in weights.iter().enumerate() {
+                weights_t[j * QUERIES + r] = w;
+            }
         }
-        let inv = 1.0 / scores.iter().sum::<f32>();
-        // The context, 16 of its `Dh` values at a time, accumulated in registers over keys.
-        let out = &mut context[i * head_dim..(i + 1) * head_dim];
-        for chunk in (0..head_dim).step_by(LANES) {
-            let width = LANES.min(head_dim - chunk);
-            let mut acc = [0f32; LANES];
-            for (j, &weight) in scores.iter().enumerate() {
-                let v = &row(j, 2)[chunk..chunk + width];
-                for (a, &v) in acc.iter_mut().zip(v) {
-                    *a = weight.mul_add(v, *a);
+        // The context, 16 of its `Dh` values at a time, accumulated in registers over keys
+        // (fixed-size arrays: a variable width would keep the accumulators in memory).
+        let full = head_dim / LANES * LANES;
+        for chunk in (0..full).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; QUERIES];
+            for j in 0..keys {
+                let v: &[f32; LANES] = row(j, 2)[chunk..][..LANES].try_into().unwrap();
+                let w: &[f32; QUERIES] = weights_t[j * QUERIES..][..QUERIES].try_into().unwrap();
+                for r in 0..QUERIES {
+                    for t in 0..LANES {
+                        acc[r][t] = w[r].mul_add(v[t], acc[r][t]);
+                    }
                 }
             }
-            for (o, a) in out[chunk..chunk + width].iter_mut().zip(&acc) {
-                *o = a * inv;
+            for (r, acc) in acc.iter().enumerate().take(rows) {
+                let out = &mut context[(first + r) * head_dim + chunk..][..LANES];
+                for t in 0..LANES {
+                    out[t] = acc[t] * inv[r];
+                }
+            }
+        }
+        for d in full..head_dim {
+            for r in 0..rows {
+                let sum = (0..keys).fold(0f32, |acc, j| {
+                    weights_t[j * QUERIES + r].mul_add(row(j, 2)[d], acc)
+                });
+                context[(first + r) * head_dim + d] = sum * inv[r];
             }
         }
     }

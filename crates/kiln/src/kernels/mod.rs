@@ -9,7 +9,7 @@
 //! numbers. So wgpu and training keep working, and one binary runs on any x86-64.
 //!
 //! Where a new kernel goes: the host code in a file of its own here (with a plain reference
-//! it is tested against on odd shapes), the call from the module through [`flex`]'s
+//! it is tested against on odd shapes), the call from the module through `flex.rs`'s
 //! bridge, and the generic fallback beside it.
 
 pub mod activation;

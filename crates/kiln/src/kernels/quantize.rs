@@ -201,3 +201,26 @@ pub fn int8_linear_reference(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_quantizer_gives_the_same_levels() {
+        for len in [1, 15, 16, 17, 384, 1000] {
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 40.0) * 0.173)
+                .collect();
+            let (mut fast, mut plain) = (vec![0u8; len], vec![0u8; len]);
+            let a = quantize_row(&row, &mut fast);
+            let b = quantize_row_portable(&row, &mut plain);
+            assert_eq!((a, &fast), (b, &plain), "length {len}");
+            // The levels stand for the values within half a step.
+            for (&q, &v) in fast.iter().zip(&row) {
+                let back = (q as i32 - a.zero_point) as f32 * a.scale;
+                assert!((back - v).abs() <= a.scale * 0.5 + 1e-6, "{v} -> {back}");
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# kiln's CPU speed against its peers, side by side in one run (the tables of docs/benchmarks.md,
+# "CPU kernels"): all-MiniLM-L6-v2 on the 1,000-sentence corpus (sentence-transformers,
+# onnxruntime fp32 and int8, kiln default f32, then the same with kiln --precision int8), and the
+# encoder "base" (PyTorch eager, kiln f32, kiln int8, alternating).
+#
+#   cargo build --release -p kiln-cli && bash scripts/fetch_minilm.sh && ../shared/peers/setup.sh
+#   bash scripts/bench_cpu_peers.sh [ROUNDS]        # default 3
+#
+# Prints the CPU model and flags first: figures from different machines do not compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${1:-3}"
+PEERS="${PEERS:-../shared/peers}"
+PY="${PY:-${PEERS_HOME:-$HOME/.cache/kiln-peers}/venv/bin/python}"
+KILN=target/release/kiln
+[ -x "$KILN" ] || { echo "build first: cargo build --release -p kiln-cli" >&2; exit 2; }
+date -u
+grep -m1 'model name' /proc/cpuinfo || true
+grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E 'avx512|vnni|amx|bf16|fma|avx2' | tr '\n' ' ' || true
+echo
+
+echo "=== all-MiniLM-L6-v2: kiln default (f32) vs peers"
+"$PEERS/run_text_peers.sh" --impls st,ort-fp32,ort-int8pc-opt,kiln --rounds "$ROUNDS"
+echo "=== all-MiniLM-L6-v2: kiln --precision int8 vs peers"
+KILN_ARGS="--precision int8" "$PEERS/run_text_peers.sh" --impls st,ort-fp32,ort-int8pc-opt,kiln --rounds "$ROUNDS"
+
+echo "=== encoder \"base\" (d768, 12 heads, FFN 3072, GELU, 4 layers, batch 8 x 128): PyTorch vs kiln f32 / int8"
+BASE="$(mktemp -d)"
+trap 'rm -rf "$BASE"' EXIT
+cat > "$BASE/config.json" <<'JSON'
+{"d_model": 768, "nhead": 12, "dim_feedforward": 3072, "dropout": 0.0, "activation": "gelu",
+ "layer_norm_eps": 1e-05, "batch_first": true, "norm_first": false, "bias": true, "num_layers": 4}
+JSON
+"$KILN" init --config "$BASE/config.json" --out "$BASE/model.safetensors" --seed 1 >/dev/null
+for round in $(seq "$ROUNDS"); do
+  torch=$("$PY" scripts/bench_torch.py --shape base --threads 2 --repeat 10 --json 2>/dev/null | tail -n 1 \
+    | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["pytorch"]["tokens_per_second"]))')
+  line="round $round: pytorch $torch tok/s"
+  for precision in f32 int8; do
+    tps=$("$KILN" forward --config "$BASE/config.json" --weights "$BASE/model.safetensors" --batch 8 --seq 128 \
+      --repeat 10 --precision "$precision" --json 2>/dev/null \
+      | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))')
+    line="$line, kiln $precision $tps ($("$PY" -c "print(f'{$tps / $torch:.2f}x')"))"
+  done
+  echo "$line"
+done
