@@ -109,11 +109,7 @@ impl<B: Backend> MultiHeadAttention<B> {
                 Ok(context) => {
                     // [1, B*S, H*Dh] -> [B, S, H*Dh]
                     let context = context.reshape([batch, seq, h * dh]);
-                    return AttentionOutput {
-                        context: keep_context.then(|| context.clone()),
-                        output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
-                        weights: None,
-                    };
+                    return self.project(context, None, keep_context);
                 }
                 Err(packed) => packed.reshape([batch, seq, 3 * h * dh]),
             }
@@ -153,11 +149,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         };
 
         let context = merge_heads(context, bias.fused_kernel);
-        AttentionOutput {
-            context: keep_context.then(|| context.clone()),
-            output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
-            weights,
-        }
+        self.project(context, weights, keep_context)
     }
 
     /// `softmax(q kᵀ / sqrt(Dh) + bias) v` by two batched matmuls on views, and the attention
@@ -228,13 +220,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         let qkv = linear_forward(&self.in_proj, &self.in_proj_kernel, x);
         // On the CPU, one kernel for every sequence and head (host memory, no per-sequence ops).
         let qkv = match try_packed_attention(qkv, &bias.lengths, h, dh, bias.causal) {
-            Ok(context) => {
-                return AttentionOutput {
-                    context: keep_context.then(|| context.clone()),
-                    output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
-                    weights: None,
-                }
-            }
+            Ok(context) => return self.project(context, None, keep_context),
             Err(qkv) => qkv,
         };
         let mut contexts = Vec::with_capacity(bias.lengths.len());
@@ -263,10 +249,24 @@ impl<B: Backend> MultiHeadAttention<B> {
             offset += len;
         }
         let context = Tensor::cat(contexts, 1);
+        self.project(context, None, keep_context)
+    }
+
+    /// `out_proj` of the heads' contexts side by side, with the weights, and the context itself
+    /// when `keep_context`.
+    ///
+    /// # Shapes
+    /// - `context`: `[B, S, H*Dh]`; output `[B, S, E]`
+    fn project(
+        &self,
+        context: Tensor<B, 3>,
+        weights: Option<Tensor<B, 4>>,
+        keep_context: bool,
+    ) -> AttentionOutput<B> {
         AttentionOutput {
             context: keep_context.then(|| context.clone()),
             output: linear_forward(&self.out_proj, &self.out_proj_kernel, context),
-            weights: None,
+            weights,
         }
     }
 }

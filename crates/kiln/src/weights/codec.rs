@@ -29,8 +29,15 @@ pub fn stores_int8(path: impl AsRef<Path>) -> Result<bool> {
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact(&mut header).map_err(io)?;
-    let header = String::from_utf8_lossy(&header);
-    Ok(header.contains(super::INT8_SCALE_SUFFIX))
+    // The header is a JSON object keyed by tensor name (plus `__metadata__`).
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| KilnError::Safetensors {
+            path: path.to_path_buf(),
+            reason: format!("invalid header: {e}"),
+        })?;
+    Ok(header
+        .keys()
+        .any(|name| name.ends_with(super::INT8_SCALE_SUFFIX)))
 }
 
 impl TensorFile {
