@@ -3,6 +3,8 @@
 //! and only this small binary is rebuilt for the second run. `cargo test --test cpu masks::`
 //! runs one group.
 
+#[path = "kiln/fuzz_loaders.rs"]
+mod fuzz_loaders;
 #[path = "kiln/linear_inputs.rs"]
 mod linear_inputs;
 #[path = "kiln/masks.rs"]

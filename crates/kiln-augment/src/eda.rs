@@ -7,6 +7,7 @@
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
+use crate::chunked_list::ChunkedList;
 use crate::error::{AugmentError, Result};
 use crate::wordnet::WordNet;
 
@@ -179,27 +180,44 @@ pub fn synonym_replacement(
     wordnet: &WordNet,
     rng: &mut impl Rng,
 ) -> Vec<String> {
-    let mut out = words.to_vec();
+    // Distinct non-stop words in order of first appearance (a set: linear in the line).
+    let mut seen = std::collections::HashSet::new();
     let mut candidates: Vec<String> = Vec::new();
     for w in words {
-        if !is_stop(w) && !candidates.contains(w) {
+        if !is_stop(w) && seen.insert(w.as_str()) {
             candidates.push(w.clone());
         }
     }
     candidates.shuffle(rng);
-    let mut replaced = 0;
+    // Replacements in the order drawn: word -> (its step, synonym). Applied in one pass below,
+    // with the effect of replacing every occurrence step by step (a synonym that equals a word
+    // replaced later is replaced again).
+    let mut replacements: std::collections::HashMap<String, (usize, String)> =
+        std::collections::HashMap::new();
     for word in candidates {
-        if replaced >= n {
+        if replacements.len() >= n {
             break;
         }
         let synonyms = wordnet.synonyms(&word);
         if let Some(synonym) = synonyms.choose(rng) {
-            for w in out.iter_mut().filter(|w| **w == word) {
-                *w = synonym.clone();
-            }
-            replaced += 1;
+            let step = replacements.len();
+            replacements.insert(word, (step, synonym.clone()));
         }
     }
+    let out: Vec<String> = words
+        .iter()
+        .map(|w| {
+            let (mut current, mut next_step) = (w, 0);
+            while let Some((step, synonym)) = replacements.get(current) {
+                if *step < next_step {
+                    break;
+                }
+                current = synonym;
+                next_step = step + 1;
+            }
+            current.clone()
+        })
+        .collect();
     // A multi-word synonym becomes several words.
     out.join(" ").split(' ').map(String::from).collect()
 }
@@ -212,13 +230,15 @@ pub fn random_insertion(
     wordnet: &WordNet,
     rng: &mut impl Rng,
 ) -> Vec<String> {
-    let mut out = words.to_vec();
+    // Positional reads and inserts in O(log n): linear in the line's length, where a Vec's
+    // inserts made a long line quadratic. Same draws, same result.
+    let mut out = ChunkedList::from_vec(words.to_vec());
     for _ in 0..n {
         if out.is_empty() {
             break;
         }
         for _ in 0..10 {
-            let word = &out[rng.random_range(0..out.len())];
+            let word = out.get(rng.random_range(0..out.len()));
             if let Some(synonym) = wordnet.synonyms(word).choose(rng).cloned() {
                 let at = rng.random_range(0..=out.len());
                 for (k, part) in synonym.split(' ').enumerate() {
@@ -228,7 +248,7 @@ pub fn random_insertion(
             }
         }
     }
-    out
+    out.into_vec()
 }
 
 /// Swaps two random words `n` times (the same multiset of words).

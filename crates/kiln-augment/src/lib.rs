@@ -21,6 +21,7 @@
 //! # Ok::<(), kiln_augment::AugmentError>(())
 //! ```
 
+mod chunked_list;
 pub mod eda;
 pub mod embedding;
 pub mod error;

@@ -16,10 +16,28 @@ pub struct LabeledText {
     pub text: String,
 }
 
+/// A regular file's text; invalid UTF-8 is an error naming the line.
+fn read_text_file(path: &Path) -> Result<String> {
+    let bytes = kiln::input_file::read_regular(path, u64::MAX)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        ClassifyError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: "invalid UTF-8".into(),
+        }
+    })
+}
+
 /// Reads a `label<TAB>text` file; an error names the file and line.
 pub fn read_labeled(path: impl AsRef<Path>) -> Result<Vec<LabeledText>> {
     let path = path.as_ref();
-    let content = std::fs::read_to_string(path).map_err(|e| ClassifyError::io(path, e))?;
+    let content = read_text_file(path)?;
     parse_labeled(&content, path)
 }
 
@@ -63,7 +81,7 @@ pub fn parse_labeled(content: &str, path: &Path) -> Result<Vec<LabeledText>> {
 /// Reads one text per line, skipping blank lines.
 pub fn read_texts(path: impl AsRef<Path>) -> Result<Vec<String>> {
     let path = path.as_ref();
-    let content = std::fs::read_to_string(path).map_err(|e| ClassifyError::io(path, e))?;
+    let content = read_text_file(path)?;
     Ok(content
         .lines()
         .map(str::trim)

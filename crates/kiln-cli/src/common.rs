@@ -1,11 +1,13 @@
 //! Helpers the commands share: reading text lines, checking that outputs stay clear of inputs,
 //! progress bars, and where WordNet lives.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 use crate::usage::usage;
 
@@ -19,6 +21,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
             .context("cannot read stdin")?;
         buf
     } else {
+        check_whole_input_file(path)?;
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
     };
     let name = path.display();
@@ -34,6 +37,101 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
                 .map_err(|e| usage(format!("{name} line {}: invalid UTF-8 ({e})", i + 1)))
         })
         .collect()
+}
+
+/// Calls `each(index, line, bytes read)` for every line of `path` (`-`: stdin) as it is read,
+/// with [`read_lines`]'s rules (invalid UTF-8 names the line; no lines is an error), for work
+/// that streams.
+pub fn for_each_line(
+    path: &Path,
+    mut each: impl FnMut(usize, &str, usize) -> Result<()>,
+) -> Result<()> {
+    use std::io::BufRead;
+    let name = path.display();
+    let mut reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        check_input_file(path)?;
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("cannot read {name}"))?,
+        ))
+    };
+    let mut buf = Vec::new();
+    let mut index = 0;
+    loop {
+        buf.clear();
+        let bytes = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read {name}"))?;
+        if bytes == 0 {
+            break;
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = std::str::from_utf8(line)
+            .map_err(|e| usage(format!("{name} line {}: invalid UTF-8 ({e})", index + 1)))?;
+        each(index, text, bytes)?;
+        index += 1;
+    }
+    if index == 0 {
+        return Err(usage(format!("{name} is empty: no lines of text")));
+    }
+    Ok(())
+}
+
+/// An output file can be written at `path`: its folder exists and `path` is not a directory.
+/// Checked before any work, so a typo in an output path costs nothing.
+pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(usage(format!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage(format!("{flag} {}: is a directory", path.display())));
+    }
+    // Writable: the output is written as a temporary file in this folder and renamed.
+    if let Err(e) = tempfile::Builder::new()
+        .prefix(".kiln-probe.")
+        .tempfile_in(parent)
+    {
+        return Err(usage(format!(
+            "{flag} {}: cannot write in {} ({e})",
+            path.display(),
+            parent.display()
+        )));
+    }
+    Ok(())
+}
+
+/// An input path must be a regular file: a FIFO would hang the read and a device (`/dev/zero`)
+/// never end it. (`-` is stdin, checked by the callers.)
+pub fn check_input_file(path: &Path) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device; use - for stdin)"
+        };
+        return Err(usage(format!("{} is {kind}", path.display())));
+    }
+    Ok(())
+}
+
+/// [`check_input_file`] for a file read whole: it must also fit the memory budget.
+pub fn check_whole_input_file(path: &Path) -> Result<()> {
+    check_input_file(path)?;
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    kiln::memory::check_fits(&format!("reading {}", path.display()), len as u128)?;
+    Ok(())
 }
 
 /// Whether `path` (which may not exist yet, nor its parents) is `dir` or lies inside it: the
@@ -90,9 +188,75 @@ pub fn wordnet_dir(given: Option<&PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".cache/wordnet"))
 }
 
-/// A progress bar on stderr with indicatif's `template` (hidden when stderr is not a terminal).
+/// A progress bar on stderr with indicatif's `template`: drawn in place on a terminal, and
+/// elsewhere (a log file, CI) printed as a `kiln: ` line every [`LOG_EVERY`], so long work
+/// shows its progress and ETA either way.
 pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::term_like_with_hz(Box::new(PeriodicLines::default()), 1)
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar
+}
+
+/// How often a progress line is printed when stderr is not a terminal.
+pub const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// indicatif's "terminal" for a stderr that is not one: each draw is a line of its own, at most
+/// one per [`LOG_EVERY`] (the first after one period: short work prints nothing).
+#[derive(Debug)]
+struct PeriodicLines {
+    last: Mutex<Instant>,
+}
+
+impl Default for PeriodicLines {
+    fn default() -> Self {
+        Self {
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl TermLike for PeriodicLines {
+    fn width(&self) -> u16 {
+        100
+    }
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        self.write_str(line)
+    }
+    fn write_str(&self, text: &str) -> std::io::Result<()> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= LOG_EVERY {
+            *last = Instant::now();
+            // Only the counts and rates: the bar's blocks mean nothing in a log.
+            let text = text.trim_start_matches(['█', '░', '▉', '▊', '▋', '▌', '▍', '▎', '▏', ' ']);
+            eprintln!("kiln: {text}");
+        }
+        Ok(())
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -5,6 +5,7 @@
 mod backend_select;
 mod commands;
 mod common;
+mod limits;
 mod model_source;
 mod npy;
 mod precision;
@@ -31,6 +32,17 @@ struct Cli {
     /// Log verbosity (error, warn, info, debug, trace); also read from RUST_LOG.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
+    /// Accept NaN/inf in weights (and `forward`'s input) instead of refusing them.
+    #[arg(long, global = true)]
+    allow_nonfinite: bool,
+    /// Refuse a model or batch needing more memory than this: `auto` (the memory available
+    /// now), `none`, or a size such as 512M or 8G.
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_memory_limit)]
+    memory_limit: kiln::memory::MemoryLimit,
+}
+
+fn parse_memory_limit(text: &str) -> Result<kiln::memory::MemoryLimit, String> {
+    text.parse()
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,7 +82,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // A bug must still end in one readable line, not a backtrace.
+    // A bug must still end in one readable line, not a backtrace: where it happened, and who
+    // to tell.
     std::panic::set_hook(Box::new(|info| {
         let message = info
             .payload()
@@ -79,19 +92,39 @@ fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
         let message = message.lines().next().unwrap_or_default();
-        eprintln!("kiln: internal error: {message}");
+        // `println!` to a reader that went away (`kiln embed ... | head`): a normal end, not a
+        // bug (Rust ignores SIGPIPE, so the write fails instead of ending the process).
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "kiln: internal error{location}: {message} (a bug in kiln {}: please report it with the command that caused it)",
+            env!("CARGO_PKG_VERSION")
+        );
     }));
+    remove_half_written_outputs_on_signal();
 
     quiet_window_system_probe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("kiln: {}", clap_error_line(&e));
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            // --help, --version.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     init_logging(&cli.log);
+    kiln::weights::allow_nonfinite_weights(cli.allow_nonfinite);
+    kiln::memory::set_memory_limit(cli.memory_limit);
 
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Forward(args) => forward::run(args),
@@ -120,8 +153,33 @@ fn main() -> ExitCode {
             eprintln!("kiln: {}", one_line(&e));
             ExitCode::from(code)
         }
+        Err(_) if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     }
+}
+
+/// Set when a print to stdout failed because its reader closed the pipe.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// clap's usage error on one line (its message, without the usage block and tips), like every
+/// other kiln error.
+fn clap_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() || line.starts_with("tip:") {
+            continue;
+        }
+        parts.push(line.trim_start_matches("error: ").to_string());
+    }
+    format!(
+        "{} (kiln --help lists the commands and flags)",
+        parts.join(" ")
+    )
 }
 
 /// The error and its causes on one line: `context: cause: cause`.
@@ -134,6 +192,27 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// SIGINT / SIGTERM remove the temporary files and directories being written (atomic outputs
+/// are written beside their target and renamed at the end), then end the process with the
+/// shell's code for the signal (128 + its number).
+fn remove_half_written_outputs_on_signal() {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            Ok(mut signals) => {
+                std::thread::spawn(move || {
+                    if let Some(signal) = signals.forever().next() {
+                        kiln::atomic::remove_pending();
+                        std::process::exit(128 + signal);
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}"),
+        }
+    }
 }
 
 /// Mesa's Vulkan drivers complain on stderr ("XDG_RUNTIME_DIR is invalid") when probing for a

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::prelude::Backend;
 use clap::Args;
 use kiln::weights::load_slots;
@@ -57,15 +57,38 @@ pub fn load<B: Backend>(args: &ModelArgs, device: &B::Device) -> Result<Transfor
 }
 
 /// Loads `config.json` + `model.safetensors` into a zeroed skeleton (no random init drawn only
-/// to be overwritten), naming the file that failed.
+/// to be overwritten), naming the file that failed. The config is checked against the weights
+/// file before anything is built.
 pub fn load_files<B: Backend>(
     config: &Path,
     weights: &Path,
     device: &B::Device,
 ) -> Result<TransformerEncoder<B>> {
-    let cfg = TransformerEncoderConfig::from_json_file(config)
-        .with_context(|| format!("config {}", config.display()))?;
-    cfg.try_init_zeroed::<B>(device)?
-        .load_safetensors(weights)
-        .with_context(|| format!("weights {}", weights.display()))
+    let cfg = naming(
+        "config",
+        config,
+        TransformerEncoderConfig::from_json_file(config)
+            .and_then(|cfg| cfg.validate().map(|_| cfg)),
+    )?;
+    let file = naming("weights", weights, TensorFile::read(weights))?;
+    naming(
+        "config",
+        config,
+        kiln::weights::check_file_holds(&file, cfg.num_params_exact(), weights),
+    )?;
+    let model = cfg.try_init_zeroed::<B>(device)?;
+    naming("weights", weights, model.load_tensor_file(&file))
+}
+
+/// `WHAT PATH: error`, or `WHAT: error` when the error names the path already (I/O and format
+/// errors do): a path is said once.
+fn naming<T>(what: &str, path: &Path, result: kiln::Result<T>) -> Result<T> {
+    result.map_err(|e| {
+        let shown = path.display().to_string();
+        if e.to_string().contains(&shown) {
+            anyhow::Error::new(e).context(what.to_string())
+        } else {
+            anyhow::Error::new(e).context(format!("{what} {shown}"))
+        }
+    })
 }

@@ -47,7 +47,7 @@ pub struct TextModelArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Truncate texts to this many tokens (default: the model's max_seq_length).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_SEQ }>)]
     pub max_seq_length: Option<usize>,
     /// Pooling (default: the model's 1_Pooling/config.json).
     #[arg(long, value_enum)]
@@ -56,7 +56,7 @@ pub struct TextModelArgs {
     #[arg(long)]
     pub no_normalize: bool,
     /// Texts per forward pass.
-    #[arg(long, default_value_t = kiln_text::DEFAULT_BATCH_SIZE)]
+    #[arg(long, default_value_t = kiln_text::DEFAULT_BATCH_SIZE, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub batch_size: usize,
     /// Run each batch padded to its longest text instead of skipping the padding (the default
     /// packs the real tokens; the embeddings are the same). For comparison and debugging.

@@ -8,3 +8,4 @@ mod common;
 mod compress;
 mod embed;
 mod explain;
+mod reliability;

@@ -126,6 +126,14 @@ pub fn int8_file(file: &TensorFile, keys: &[String]) -> kiln::Result<Vec<u8>> {
     let mut int8 = std::collections::BTreeMap::new();
     let mut rest = TensorFile::default();
     for (key, tensor) in &file.tensors {
+        // A NaN or inf has no int8 value (and would poison its row's scale).
+        let nonfinite = tensor.data.iter().filter(|v| !v.is_finite()).count();
+        if nonfinite > 0 && keys.contains(key) {
+            return Err(kiln::KilnError::NonFinite {
+                what: format!("weight `{key}` (int8 quantization needs finite weights)"),
+                count: nonfinite,
+            });
+        }
         if keys.contains(key) {
             let (values, scales) = int8_rows(tensor);
             int8.insert(key.clone(), (tensor.shape.clone(), values));

@@ -177,6 +177,18 @@ impl BertConfig {
     }
 
     /// The kiln encoder with BERT's layer layout: post-norm, batch-first, one dropout rate.
+    /// Parameters of the embeddings (word, position, token type, LayerNorm) and the encoder,
+    /// without overflow whatever the config asks for.
+    pub fn num_params_exact(&self) -> u128 {
+        let h = self.hidden_size as u128;
+        let rows = self.vocab_size as u128
+            + self.max_position_embeddings as u128
+            + self.type_vocab_size as u128;
+        rows.saturating_mul(h)
+            .saturating_add(2 * h)
+            .saturating_add(self.encoder_config().num_params_exact())
+    }
+
     pub fn encoder_config(&self) -> TransformerEncoderConfig {
         TransformerEncoderConfig::new(
             self.hidden_size,

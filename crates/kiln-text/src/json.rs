@@ -8,10 +8,7 @@ use crate::error::{Result, TextError};
 
 /// Reads and parses the JSON file at `path` (I/O errors and parse errors name it).
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| kiln::KilnError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text = kiln::input_file::read_regular_text(path, kiln::input_file::MAX_JSON_BYTES)?;
     serde_json::from_str(&text).map_err(|e| TextError::Config {
         path: path.to_path_buf(),
         reason: e.to_string(),

@@ -41,10 +41,24 @@ fn canonical_key(key: &str) -> String {
     }
 }
 
+/// The model of `config` must fit the memory budget ([`kiln::memory`]).
+fn check_fits(config: &BertConfig) -> Result<()> {
+    let params = config.num_params_exact();
+    kiln::memory::check_fits(
+        &format!(
+            "a BERT model of {} layers, hidden size {}, vocabulary {} ({params} parameters)",
+            config.num_hidden_layers, config.hidden_size, config.vocab_size
+        ),
+        4 * params,
+    )?;
+    Ok(())
+}
+
 impl<B: Backend> BertModel<B> {
     /// A randomly initialised model of `config`'s shape (embeddings N(0, 1), layers as
     /// PyTorch initialises them).
     pub fn new(config: &BertConfig, device: &B::Device) -> Result<Self> {
+        check_fits(config)?;
         Ok(Self {
             embeddings: BertEmbeddings::new(config, device),
             encoder: config.encoder_config().try_init(device)?,
@@ -53,6 +67,7 @@ impl<B: Backend> BertModel<B> {
 
     /// A model of `config`'s shape with every parameter zero: the skeleton weights load into.
     pub fn zeroed(config: &BertConfig, device: &B::Device) -> Result<Self> {
+        check_fits(config)?;
         Ok(Self {
             embeddings: BertEmbeddings::new(config, device).map(&mut kiln::ZeroFill),
             encoder: config.encoder_config().try_init_zeroed(device)?,
@@ -150,7 +165,10 @@ impl<B: Backend> BertModel<B> {
         path: impl AsRef<Path>,
         device: &B::Device,
     ) -> Result<Self> {
+        let path = path.as_ref();
         let file = TensorFile::read(path)?;
+        config.encoder_config().validate()?;
+        kiln::weights::check_file_holds(&file, config.num_params_exact(), path)?;
         Self::zeroed(config, device)?.load(&file, device)
     }
 

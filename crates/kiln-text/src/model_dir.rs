@@ -31,13 +31,46 @@ pub struct ModelDir {
 
 fn required(dir: &Path, file: &str, why: &'static str) -> Result<PathBuf> {
     let path = dir.join(file);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(TextError::MissingFile {
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        // There, but not a file: say what it is rather than "missing".
+        Ok(meta) => Err(TextError::Input(format!(
+            "{}: {why} is {}, not a file",
+            path.display(),
+            if meta.is_dir() {
+                "a directory"
+            } else {
+                "a FIFO, socket or device"
+            }
+        ))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TextError::Input(format!(
+            "{}: {why} cannot be read ({e})",
+            path.display()
+        ))),
+        Err(_) => Err(TextError::MissingFile {
             dir: dir.to_path_buf(),
             file: file.to_string(),
             why,
+        }),
+    }
+}
+
+/// A module's `path` from `modules.json`, kept inside the model directory: a relative path
+/// with no `..`, root or drive (a hostile `../../etc` is refused, never followed).
+pub fn module_subdir(modules_json: &Path, sub: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let path = Path::new(sub);
+    if path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        Ok(path.to_path_buf())
+    } else {
+        Err(TextError::Config {
+            path: modules_json.to_path_buf(),
+            reason: format!(
+                "module path {sub:?} leaves the model directory (expected a folder inside it, like 1_Pooling)"
+            ),
         })
     }
 }
@@ -75,7 +108,7 @@ impl ModelDir {
                 match kind.rsplit('.').next().unwrap_or("") {
                     "Transformer" => {}
                     "Pooling" => {
-                        let file = Path::new(sub).join("config.json");
+                        let file = module_subdir(&modules_path, sub)?.join("config.json");
                         let path = required(
                             dir,
                             &file.to_string_lossy(),

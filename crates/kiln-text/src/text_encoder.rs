@@ -229,8 +229,9 @@ impl<B: Backend> TextEncoder<B> {
             for module in modules.as_array().into_iter().flatten() {
                 if let Some(sub) = module.get("path").and_then(Value::as_str) {
                     if !sub.is_empty() {
-                        std::fs::create_dir_all(dir.join(sub)).map_err(|e| io(dir, e))?;
-                        files.push(Path::new(sub).join("config.json"));
+                        let sub = crate::model_dir::module_subdir(&modules_path, sub)?;
+                        std::fs::create_dir_all(dir.join(&sub)).map_err(|e| io(dir, e))?;
+                        files.push(sub.join("config.json"));
                     }
                 }
             }

@@ -8,6 +8,71 @@ use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::error::{Result, TextError};
 
+/// Checks what `tokenizers` checks when a template is built in code but not when one is read
+/// from a file (where a violation panics later, in the middle of tokenizing): every special token
+/// a template names is defined, with as many ids as tokens, and the single-text template uses
+/// only the first sequence. Processors nested in a `Sequence` are checked too.
+fn check_post_processor(processor: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    match processor.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            for inner in processor
+                .get("processors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                check_post_processor(inner)?;
+            }
+            Ok(())
+        }
+        Some("TemplateProcessing") => {
+            let special = processor.get("special_tokens").and_then(Value::as_object);
+            if let Some(special) = special {
+                for (name, token) in special {
+                    let len = |key: &str| token.get(key).and_then(Value::as_array).map(Vec::len);
+                    if len("ids") != len("tokens") {
+                        return Err(format!(
+                            "special token {name:?} has {:?} ids but {:?} tokens",
+                            len("ids"),
+                            len("tokens")
+                        ));
+                    }
+                }
+            }
+            for template in ["single", "pair"] {
+                for piece in processor
+                    .get(template)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(id) = piece
+                        .get("SpecialToken")
+                        .and_then(|t| t.get("id"))
+                        .and_then(Value::as_str)
+                    {
+                        if !special.is_some_and(|s| s.contains_key(id)) {
+                            return Err(format!(
+                                "the {template} template uses the undefined special token {id:?}"
+                            ));
+                        }
+                    }
+                    let sequence = piece
+                        .get("Sequence")
+                        .and_then(|t| t.get("id"))
+                        .and_then(Value::as_str);
+                    if template == "single" && sequence == Some("B") {
+                        return Err("the single template uses the second sequence (B)".into());
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// One tokenized text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizedText {
@@ -49,8 +114,16 @@ impl std::fmt::Debug for TextTokenizer {
 impl TextTokenizer {
     /// Loads `tokenizer.json` and truncates to `max_seq_length` tokens (special tokens included).
     pub fn from_file(path: &Path, max_seq_length: usize) -> Result<Self> {
-        let inner = Tokenizer::from_file(path)
+        let bytes = kiln::input_file::read_regular(path, kiln::input_file::MAX_JSON_BYTES)?;
+        let inner = Tokenizer::from_bytes(&bytes)
             .map_err(|e| TextError::Tokenizer(format!("{}: {e}", path.display())))?;
+        if let Some(processor) = inner.get_post_processor() {
+            let json = serde_json::to_value(processor)
+                .map_err(|e| TextError::Tokenizer(format!("{}: {e}", path.display())))?;
+            check_post_processor(&json).map_err(|e| {
+                TextError::Tokenizer(format!("{}: post_processor: {e}", path.display()))
+            })?;
+        }
         let mut tokenizer = Self {
             inner,
             max_seq_length: 0,

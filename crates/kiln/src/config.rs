@@ -264,31 +264,89 @@ impl TransformerEncoderConfig {
                 )));
             }
         }
-        for i in 0..self.num_layers {
+        // Without per-layer lists every layer is alike: check one, not a million.
+        let distinct = if self.layer_heads.is_none() && self.layer_dim_feedforward.is_none() {
+            1
+        } else {
+            self.num_layers
+        };
+        for i in 0..distinct {
             self.layer_config(i).validate()?;
         }
         Ok(())
     }
 
-    /// Number of trainable parameters of a model with this config.
+    /// Number of trainable parameters of a model with this config (saturating at `usize::MAX`
+    /// for configs no machine could hold).
     pub fn num_params(&self) -> usize {
-        let e = self.d_model;
-        let b = usize::from(self.bias);
-        let dh = e / self.nhead.max(1);
-        let mut total = 0;
-        for i in 0..self.num_layers {
+        usize::try_from(self.num_params_exact()).unwrap_or(usize::MAX)
+    }
+
+    /// [`Self::num_params`] without overflow, whatever the config asks for.
+    pub fn num_params_exact(&self) -> u128 {
+        let e = self.d_model as u128;
+        let b = u128::from(self.bias);
+        let dh = (self.d_model / self.nhead.max(1)) as u128;
+        // Saturating: a hostile config's sizes overflow even u128.
+        let sum = |terms: &[u128]| terms.iter().fold(0u128, |a, &t| a.saturating_add(t));
+        let per_layer = |i: usize| {
             let cfg = self.layer_config(i);
-            let inner = cfg.attention_config().num_heads * dh;
-            let f = cfg.dim_feedforward;
-            total += 3 * inner * e + 3 * inner * b; // in_proj
-            total += inner * e + e * b; // out_proj
-            total += e * f + f * b + f * e + e * b; // linear1, linear2
-            total += 2 * (e + e * b); // norm1, norm2
+            let inner = (cfg.attention_config().num_heads as u128).saturating_mul(dh);
+            let f = cfg.dim_feedforward as u128;
+            let ie = inner.saturating_mul(e);
+            let ef = e.saturating_mul(f);
+            sum(&[
+                ie.saturating_mul(3),
+                inner.saturating_mul(3 * b), // in_proj
+                ie,
+                e * b, // out_proj
+                ef,
+                f * b,
+                ef,
+                e * b,                         // linear1, linear2
+                (e + e * b).saturating_mul(2), // norm1, norm2
+            ])
+        };
+        let layers = if self.layer_heads.is_none() && self.layer_dim_feedforward.is_none() {
+            // Every layer alike: no loop over a million layers.
+            per_layer(0).saturating_mul(self.num_layers as u128)
+        } else {
+            (0..self.num_layers).fold(0u128, |a, i| a.saturating_add(per_layer(i)))
+        };
+        let final_norm = if self.final_norm {
+            e + e * u128::from(self.final_norm_bias)
+        } else {
+            0
+        };
+        layers.saturating_add(final_norm)
+    }
+
+    /// Bytes of f32 activations a forward pass of `batch` sequences of `seq` tokens keeps live at
+    /// its peak (one layer's projections and feed-forward, plus the attention scores of the
+    /// padded path): what the memory budget checks before a batch is run.
+    pub fn activation_bytes(&self, batch: usize, seq: usize) -> u128 {
+        // Saturating, as in `num_params_exact`.
+        let tokens = batch as u128 * seq as u128;
+        let e = self.d_model as u128;
+        let (mut width, mut heads) = (0u128, 0u128);
+        for i in 0..self.num_layers.min(1 << 16) {
+            let cfg = self.layer_config(i);
+            let h = cfg.attention_config().num_heads as u128;
+            let inner = h.saturating_mul(cfg.attention_config().resolved_head_dim() as u128);
+            // input, q|k|v, context, output, feed-forward hidden, residual.
+            let layer = (3 * e)
+                .saturating_add(inner.saturating_mul(4))
+                .saturating_add(cfg.dim_feedforward as u128);
+            width = width.max(layer);
+            heads = heads.max(h);
         }
-        if self.final_norm {
-            total += e + e * usize::from(self.final_norm_bias);
-        }
-        total
+        let scores = (2 * batch as u128)
+            .saturating_mul(heads)
+            .saturating_mul(seq as u128 * seq as u128);
+        tokens
+            .saturating_mul(width)
+            .saturating_add(scores)
+            .saturating_mul(4)
     }
 
     /// Multiply-accumulate FLOPs (2 per MAC) per token of a forward pass at sequence length `seq`.
@@ -310,7 +368,7 @@ impl TransformerEncoderConfig {
     /// Reads `config.json` (PyTorch field names; absent fields take PyTorch's defaults).
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| KilnError::io(path, e))?;
+        let text = crate::input_file::read_regular_text(path, crate::input_file::MAX_JSON_BYTES)?;
         Self::from_json_str(&text).map_err(|e| match e {
             KilnError::Json { reason, .. } => KilnError::Json {
                 path: path.to_path_buf(),

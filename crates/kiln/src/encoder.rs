@@ -54,6 +54,15 @@ impl TransformerEncoderConfig {
 
     fn build<B: Backend>(&self, device: &B::Device) -> Result<TransformerEncoder<B>> {
         self.validate()?;
+        crate::memory::check_fits(
+            &format!(
+                "a model of {} layers, d_model {} ({} parameters)",
+                self.num_layers,
+                self.d_model,
+                self.num_params_exact()
+            ),
+            4 * self.num_params_exact(),
+        )?;
         let layers = match self.layer_init {
             LayerInit::Independent => (0..self.num_layers)
                 .map(|i| self.layer_config(i).init(device))
@@ -159,6 +168,10 @@ impl<B: Backend> TransformerEncoder<B> {
         mut input: EncoderInput<B>,
     ) -> Result<EncoderOutput<B>> {
         let [batch, seq] = check_src(&input.src, self.config.d_model, self.config.batch_first)?;
+        crate::memory::check_fits(
+            &format!("a forward pass over {batch} x {seq} tokens"),
+            self.config.activation_bytes(batch, seq),
+        )?;
         check_mask_shapes(
             batch,
             seq,

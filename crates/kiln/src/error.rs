@@ -37,6 +37,13 @@ pub enum KilnError {
     /// The input holds NaN or infinite values.
     #[error("{what} contains {count} non-finite value(s) (NaN or inf)")]
     NonFinite { what: String, count: usize },
+    /// A model or batch would need more memory than the budget ([`crate::memory`]).
+    #[error("{what} needs {} but the memory limit is {} (`--memory-limit` changes it)", crate::memory::human_bytes(*bytes), crate::memory::human_bytes(*limit as u128))]
+    TooLarge {
+        what: String,
+        bytes: u128,
+        limit: u64,
+    },
     /// A JSON file could not be parsed.
     #[error("{path}: {reason}")]
     Json { path: PathBuf, reason: String },

@@ -2,7 +2,6 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -174,7 +173,7 @@ impl<B: Backend> TransformerEncoderLayer<B> {
     fn feed_forward(&self, x: Tensor<B, 3>, capture: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let hidden = linear_forward(&self.linear1, &self.linear1_kernel, x);
         let hidden = match self.activation {
-            Activation::Relu => relu(hidden),
+            Activation::Relu => crate::kernels::relu(hidden),
             Activation::Gelu => crate::kernels::gelu(hidden),
         };
         let hidden = self.dropout.forward(hidden);

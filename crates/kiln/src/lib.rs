@@ -29,6 +29,7 @@
 //! # Ok::<(), kiln::KilnError>(())
 //! ```
 
+pub mod atomic;
 pub mod attention;
 pub mod backend;
 mod bias;
@@ -37,10 +38,12 @@ pub mod encoder;
 pub mod error;
 pub mod execution;
 pub mod input;
+pub mod input_file;
 pub mod kernels;
 pub mod layer;
 pub mod layout;
 pub mod mask;
+pub mod memory;
 mod packed;
 mod split;
 pub mod weights;

@@ -1,5 +1,6 @@
 //! `kiln augment`: EDA text augmentation (WordNet synonyms), K augmented lines per input line.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -9,7 +10,7 @@ use kiln_augment::wordnet::WordNet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::common::{read_lines, same_file, wordnet_dir};
+use crate::common::{for_each_line, progress_bar, same_file, wordnet_dir};
 use crate::usage::usage;
 
 /// `--method`.
@@ -33,22 +34,22 @@ pub struct AugmentArgs {
     #[arg(long, value_enum)]
     pub method: AugmentMethod,
     /// Rate of every operation (EDA's alpha; the paper recommends 0.1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub alpha: f64,
     /// Synonym replacement rate (default: --alpha).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha_sr: Option<f64>,
     /// Random insertion rate (default: --alpha).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha_ri: Option<f64>,
     /// Random swap rate (default: --alpha).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha_rs: Option<f64>,
     /// Random deletion probability (default: --alpha).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub p_rd: Option<f64>,
     /// Augmented lines per input line.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::limits::count::<1, { crate::limits::MAX_COPIES }>)]
     pub n: usize,
     /// Seed: the same seed and input give the same output.
     #[arg(long, default_value_t = 0)]
@@ -98,9 +99,21 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
     } else {
         None
     };
-    let lines = read_lines(&args.input)?;
-    let mut out = String::new();
-    for (i, line) in lines.iter().enumerate() {
+    // Output first (a missing folder fails now, not after the work), then line by line: the
+    // first lines come out while the rest is read, and memory stays flat whatever the size.
+    let mut out = match &args.output {
+        Some(path) => Output::File(
+            kiln::atomic::AtomicFile::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => Output::Stdout(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let bar = progress_bar(
+        std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0),
+        "{bar:30} {bytes}/{total_bytes} read, eta {eta}",
+    );
+    let finished = for_each_line(&args.input, |i, line, bytes| {
+        bar.inc(bytes as u64);
         // One generator per line: a line's augmentations do not depend on the lines before it.
         let mut rng =
             StdRng::seed_from_u64(args.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -126,14 +139,54 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
                 .collect::<Result<_, _>>()?
         };
         for text in augmented {
-            out.push_str(&text);
-            out.push('\n');
+            out.write_line(&text)?;
         }
+        Ok(())
+    });
+    bar.finish_and_clear();
+    match finished {
+        Ok(()) => {}
+        // The reader went away (`kiln augment | head`): a normal end.
+        Err(e) if is_broken_pipe(&e) => return Ok(()),
+        Err(e) => return Err(e),
     }
-    match &args.output {
-        Some(path) => kiln::weights::write_atomic(path, out.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => print!("{out}"),
+    match out {
+        Output::File(file) => {
+            let path = args.output.as_ref().expect("a file output has a path");
+            file.commit()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Output::Stdout(mut stdout) => match stdout.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("cannot write stdout")?,
+        },
     }
     Ok(())
+}
+
+/// Where augmented lines go.
+enum Output<'a> {
+    File(kiln::atomic::AtomicFile),
+    Stdout(std::io::BufWriter<std::io::StdoutLock<'a>>),
+}
+
+impl Output<'_> {
+    fn write_line(&mut self, text: &str) -> Result<()> {
+        let writer: &mut dyn Write = match self {
+            Self::File(file) => file,
+            Self::Stdout(stdout) => stdout,
+        };
+        writer
+            .write_all(text.as_bytes())
+            .and_then(|_| writer.write_all(b"\n"))
+            .map_err(anyhow::Error::from)
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -17,20 +17,20 @@ pub struct BenchArgs {
     /// or custom (set every size below).
     #[arg(long, default_value = "base")]
     pub shape: String,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_WIDTH }>)]
     pub d_model: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_WIDTH }>)]
     pub nhead: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_WIDTH }>)]
     pub dim_feedforward: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_LAYERS }>)]
     pub layers: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub batch: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::limits::count::<1, { crate::limits::MAX_SEQ }>)]
     pub seq: Option<usize>,
     /// Timed runs of each model (alternating); the median is reported.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::limits::count::<1, { crate::limits::MAX_REPEAT }>)]
     pub repeat: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -8,7 +8,7 @@ use burn::prelude::Backend;
 use clap::Args;
 
 use crate::backend_select::{announce, select};
-use crate::common::{inside, progress_bar, read_lines, same_file};
+use crate::common::{check_output_file, inside, progress_bar, read_lines, same_file};
 use crate::text_model::{self, load, TextModelArgs};
 use crate::usage::usage;
 use crate::{npy, with_backend};
@@ -50,6 +50,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
         }
     }
     if let Some(out) = &args.output {
+        check_output_file("--output", out)?;
         if inside(out, &args.model.model) {
             return Err(usage(format!(
                 "--output {} is inside the model directory: kiln never writes there",

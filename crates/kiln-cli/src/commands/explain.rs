@@ -13,7 +13,7 @@ use kiln_explain::{
 };
 
 use crate::backend_select::{announce, select};
-use crate::common::{inside, progress_bar, same_file};
+use crate::common::{check_output_file, inside, progress_bar, same_file};
 use crate::precision::PrecisionChoice;
 use crate::text_model::{self, load, TextModelArgs};
 use crate::usage::usage;
@@ -73,7 +73,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub target_dim: Option<usize>,
     /// Integrated Gradients: points on the path (midpoint rule).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::limits::count::<1, { crate::limits::MAX_IG_STEPS }>)]
     pub steps: usize,
     /// Integrated Gradients: the baseline input.
     #[arg(long, value_enum, default_value_t = BaselineChoice::Pad)]
@@ -114,6 +114,7 @@ fn check_outputs(args: &ExplainArgs) -> Result<Vec<&Path>> {
         .map(PathBuf::as_path)
         .collect();
     for (i, out) in outputs.iter().enumerate() {
+        check_output_file("output", out)?;
         if inside(out, &args.model.model) {
             return Err(usage(format!(
                 "{} is inside the model directory: kiln never writes there",

@@ -10,7 +10,7 @@ use clap::Args;
 use kiln::{EncoderInput, Execution, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder};
 
 use crate::backend_select::{select, BackendChoice};
-use crate::common::same_file;
+use crate::common::{check_output_file, same_file};
 use crate::model_source::{self, ModelArgs};
 use crate::precision::PrecisionChoice;
 use crate::usage::usage;
@@ -42,17 +42,14 @@ pub struct ForwardArgs {
     #[arg(long)]
     pub attention_out: Option<PathBuf>,
     /// Batch size of the random input (without --input).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub batch: usize,
     /// Sequence length of the random input (without --input).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::limits::count::<1, { crate::limits::MAX_SEQ }>)]
     pub seq: usize,
     /// Time this many forward passes after one warm-up and report the median.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::limits::count::<1, { crate::limits::MAX_REPEAT }>)]
     pub repeat: usize,
-    /// Accept NaN/inf in the input instead of failing.
-    #[arg(long)]
-    pub allow_nonfinite: bool,
     /// Split the batch across CPU threads: `auto` (on the CPU backends), `off`, or a number of
     /// slices. The output is the same; for comparison and tuning.
     #[arg(long, default_value = "auto")]
@@ -115,6 +112,12 @@ fn check_paths(args: &ForwardArgs) -> Result<()> {
             }
         }
     }
+    for (flag, out) in outputs
+        .iter()
+        .filter_map(|(n, p)| p.as_ref().map(|p| (n, p)))
+    {
+        check_output_file(flag, out)?;
+    }
     if let (Some(a), Some(b)) = (&args.output, &args.attention_out) {
         if same_file(a, b) {
             return Err(usage("--output and --attention-out name the same file"));
@@ -161,7 +164,7 @@ fn forward<B: Backend>(
                     layout(config.batch_first)
                 );
             }
-            if !args.allow_nonfinite {
+            if !kiln::weights::nonfinite_weights_allowed() {
                 let bad = t.data.iter().filter(|v| !v.is_finite()).count();
                 if bad > 0 {
                     bail!(
@@ -176,6 +179,10 @@ fn forward<B: Backend>(
             if args.batch == 0 || args.seq == 0 {
                 return Err(usage("--batch and --seq must be at least 1"));
             }
+            kiln::memory::check_fits(
+                &format!("a forward pass over {} x {} tokens", args.batch, args.seq),
+                config.activation_bytes(args.batch, args.seq),
+            )?;
             random_input(&config, args.batch, args.seq, args.model.seed)
         }
     };

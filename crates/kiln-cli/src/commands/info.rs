@@ -11,7 +11,7 @@ pub struct InfoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Sequence length at which FLOPs per token are counted.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::limits::count::<1, { crate::limits::MAX_SEQ }>)]
     pub seq: usize,
     /// Print one JSON object.
     #[arg(long)]

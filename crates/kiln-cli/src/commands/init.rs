@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use kiln::TransformerEncoderConfig;
 
-use crate::common::same_file;
+use crate::common::{check_output_file, same_file};
 use crate::model_source::seeded_weights;
 use crate::usage::usage;
 
@@ -30,6 +30,7 @@ pub fn run(args: &InitArgs) -> Result<()> {
             args.out.display()
         )));
     }
+    check_output_file("--out", &args.out)?;
     let config = TransformerEncoderConfig::from_json_file(&args.config)
         .with_context(|| format!("config {}", args.config.display()))?;
     let weights = seeded_weights(&config, args.seed)?;

@@ -35,6 +35,17 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// ReLU of every value, in place, in parallel; NaN stays NaN (PyTorch's semantics).
+pub fn relu_in_place(values: &mut [f32]) {
+    values.par_chunks_mut(CHUNK).for_each(|chunk| {
+        for v in chunk {
+            if *v <= 0.0 {
+                *v = 0.0;
+            }
+        }
+    });
+}
+
 /// GELU of every value, in place, in parallel.
 pub fn gelu_in_place(values: &mut [f32]) {
     values.par_chunks_mut(CHUNK).for_each(gelu_chunk);

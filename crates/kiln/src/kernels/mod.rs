@@ -71,6 +71,24 @@ pub(crate) fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
     burn::tensor::activation::gelu(x)
 }
 
+/// ReLU as PyTorch computes it: `x <= 0 -> 0`, and NaN stays NaN (burn-flex's and
+/// burn-ndarray's own `relu` map NaN to 0, hiding a corrupt weight or input behind a finite but
+/// wrong output). On burn-flex in place over threads, elsewhere a mask (burn's generic form).
+pub(crate) fn relu<B: burn::tensor::backend::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::host_f32(x) {
+        Ok(mut host) => {
+            activation::relu_in_place(flex::values_mut(&mut host));
+            return flex::from_flex_primitive(host);
+        }
+        Err(x) => x,
+    };
+    let not_positive = x.clone().lower_equal_elem(0.0);
+    x.mask_fill(not_positive, 0.0)
+}
+
 /// One line on the CPU kernels this build and machine run: the CPU features found, and the
 /// int8 kernel picked.
 pub fn describe() -> String {

@@ -1,5 +1,4 @@
-//! The safetensors codec: [`TensorFile`] to and from `model.safetensors` bytes and files, and
-//! [`write_atomic`], the one way kiln writes a file.
+//! The safetensors codec: [`TensorFile`] to and from `model.safetensors` bytes and files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +7,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use super::host::{dequantize_int8, to_f32, HostTensor, TensorFile};
+use crate::atomic::write_atomic;
 use crate::error::{KilnError, Result};
 
 /// Whether the safetensors file at `path` stores int8 weights (`kiln quantize`'s output: `I8`
@@ -16,6 +16,14 @@ pub fn stores_int8(path: impl AsRef<Path>) -> Result<bool> {
     use std::io::Read;
     let path = path.as_ref();
     let io = |e| KilnError::io(path, e);
+    // Opening a FIFO would block: only a regular file is opened.
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is not a regular file (a FIFO, socket, device or directory), expected a file",
+        )));
+    }
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(io)?;
@@ -45,7 +53,7 @@ impl TensorFile {
     /// integer tensors too (so masks and token ids can travel in the same format).
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| KilnError::io(path, e))?;
+        let bytes = crate::input_file::read_regular(path, u64::MAX)?;
         Self::from_bytes(&bytes, path)
     }
 
@@ -110,24 +118,4 @@ impl TensorFile {
             reason: e.to_string(),
         })
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader never sees a partial file and a failed write leaves nothing behind.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(KilnError::io(path, e));
-    }
-    Ok(())
 }

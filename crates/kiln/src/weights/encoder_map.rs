@@ -9,14 +9,33 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-use super::codec::write_atomic;
 use super::host::TensorFile;
 use super::slots::{
     layer_norm_slots, linear_slots, load_slots, read_slots, SlotTarget, WeightSlot,
 };
+use crate::atomic::write_atomic;
 use crate::config::TransformerEncoderConfig;
 use crate::encoder::TransformerEncoder;
 use crate::error::{KilnError, Result};
+
+/// Values a config may ask for beyond twice what its weights file holds before it is refused
+/// unbuilt.
+const HOLD_SLACK: u128 = 1 << 20;
+
+/// Refuses a config whose model is far larger than its weights file (more than twice the values
+/// the file holds, plus [`HOLD_SLACK`]): it describes another model, or is hostile (a 200-byte
+/// config asking for a million layers), and none of it is allocated. A closer mismatch is left to
+/// the load, whose report names the missing or mis-shaped key.
+pub fn check_file_holds(file: &TensorFile, params: u128, path: &Path) -> Result<()> {
+    let held: u128 = file.tensors.values().map(|t| t.data.len() as u128).sum();
+    if params > held.saturating_mul(2).saturating_add(HOLD_SLACK) {
+        return Err(KilnError::Config(format!(
+            "the config describes a model of {params} parameters, but {} holds {held} values: config and weights belong to different models",
+            path.display()
+        )));
+    }
+    Ok(())
+}
 
 impl<B: Backend> TransformerEncoder<B> {
     /// The declarative map from PyTorch `state_dict` keys to this model's parameters, under
@@ -53,27 +72,36 @@ impl<B: Backend> TransformerEncoder<B> {
 
     /// Loads PyTorch-named weights from a safetensors file. Any missing, unexpected or
     /// mis-shaped key is an error that names it.
-    pub fn load_safetensors(mut self, path: impl AsRef<Path>) -> Result<Self> {
+    pub fn load_safetensors(self, path: impl AsRef<Path>) -> Result<Self> {
         let file = TensorFile::read(path)?;
+        self.load_tensor_file(&file)
+    }
+
+    /// Loads PyTorch-named weights from tensors in memory, as [`Self::load_safetensors`].
+    pub fn load_tensor_file(mut self, file: &TensorFile) -> Result<Self> {
         let device = self
             .devices()
             .into_iter()
             .next()
             .expect("model has a device");
-        load_slots(self.weight_slots(""), &file, &device).into_result()?;
+        load_slots(self.weight_slots(""), file, &device).into_result()?;
         Ok(self)
     }
 
-    /// Builds the model of `config.json` and loads `model.safetensors`.
+    /// Builds the model of `config.json` and loads `model.safetensors`. The config is checked
+    /// against the file's size before the model is built: a config that asks for more
+    /// parameters than the file holds is refused without allocating them.
     pub fn from_files(
         config: impl AsRef<Path>,
         weights: impl AsRef<Path>,
         device: &B::Device,
     ) -> Result<Self> {
         let config = TransformerEncoderConfig::from_json_file(config)?;
-        config
-            .try_init_zeroed::<B>(device)?
-            .load_safetensors(weights)
+        config.validate()?;
+        let weights = weights.as_ref();
+        let file = TensorFile::read(weights)?;
+        check_file_holds(&file, config.num_params_exact(), weights)?;
+        config.try_init_zeroed::<B>(device)?.load_tensor_file(&file)
     }
 
     /// Loads a directory holding `config.json` and `model.safetensors`.

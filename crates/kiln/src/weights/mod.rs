@@ -9,8 +9,8 @@
 //! One concept per file, everything re-exported here:
 //! - `host`: [`HostTensor`], [`TensorFile`] (tensors by name, in memory), and the conversion of
 //!   stored dtypes (f16, bf16, f64, integers, int8 + per-row scales) to f32;
-//! - `codec`: the safetensors format ([`TensorFile::read`], [`TensorFile::write`], ...) and
-//!   [`write_atomic`];
+//! - `codec`: the safetensors format ([`TensorFile::read`], [`TensorFile::write`], ...);
+//!   files are written through [`write_atomic`] (re-exported from [`crate::atomic`]);
 //! - `slots`: [`WeightSlot`], [`SlotTarget`], [`load_slots`], [`read_slots`], [`LoadReport`];
 //! - `encoder_map`: [`TransformerEncoder`]'s slots and its directory format
 //!   ([`TransformerEncoder::from_dir`], [`TransformerEncoder::save_dir`]).
@@ -22,10 +22,13 @@ mod encoder_map;
 mod host;
 mod slots;
 
-pub use codec::{stores_int8, write_atomic};
+pub use crate::atomic::write_atomic;
+pub use codec::stores_int8;
+pub use encoder_map::check_file_holds;
 pub use host::{HostTensor, TensorFile, INT8_SCALE_SUFFIX};
 pub use slots::{
-    layer_norm_slots, linear_slots, load_slots, read_slots, LoadReport, SlotTarget, WeightSlot,
+    allow_nonfinite_weights, layer_norm_slots, linear_slots, load_slots, nonfinite_weights_allowed,
+    read_slots, LoadReport, SlotTarget, WeightSlot,
 };
 
 #[cfg(doc)]

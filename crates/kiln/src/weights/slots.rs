@@ -6,6 +6,7 @@
 //! [`read_slots`] is the inverse.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
@@ -132,6 +133,24 @@ pub struct LoadReport {
     pub unused: Vec<String>,
     /// Keys whose shape differs: (key, shape in the file, shape expected).
     pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Keys holding NaN or infinite values: (key, how many). Loaded as they are; an error in
+    /// [`LoadReport::into_result`] unless [`allow_nonfinite_weights`] was set.
+    pub nonfinite: Vec<(String, usize)>,
+}
+
+static ALLOW_NONFINITE: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`allow_nonfinite_weights`] is set.
+pub fn nonfinite_weights_allowed() -> bool {
+    ALLOW_NONFINITE.load(Ordering::Relaxed)
+}
+
+/// Whether loading accepts weights holding NaN or infinite values (off by default: one NaN
+/// spreads to every output, or worse, is hidden by an activation, so a corrupt checkpoint is
+/// refused with the tensor's name). Process-wide, for tools that inspect broken checkpoints
+/// (`kiln --allow-nonfinite`).
+pub fn allow_nonfinite_weights(allow: bool) {
+    ALLOW_NONFINITE.store(allow, Ordering::Relaxed);
 }
 
 impl LoadReport {
@@ -154,6 +173,14 @@ impl LoadReport {
             return Err(KilnError::UnexpectedWeights {
                 keys: self.unused.clone(),
             });
+        }
+        if let Some((key, count)) = self.nonfinite.first() {
+            if !ALLOW_NONFINITE.load(Ordering::Relaxed) {
+                return Err(KilnError::NonFinite {
+                    what: format!("weight `{key}`"),
+                    count: *count,
+                });
+            }
         }
         Ok(self)
     }
@@ -188,6 +215,10 @@ pub fn load_slots<B: Backend>(
             let key = slot.sources.join(" + ");
             report.mismatched.push((key, value.shape, expected));
             continue;
+        }
+        let nonfinite = value.data.iter().filter(|v| !v.is_finite()).count();
+        if nonfinite > 0 {
+            report.nonfinite.push((slot.sources.join(" + "), nonfinite));
         }
         slot.target.assign(&value, device);
         report.applied.push(slot.key);

@@ -38,7 +38,7 @@ pub struct DistillArgs {
     #[arg(long, requires = "teacher_config")]
     pub teacher_weights: Option<PathBuf>,
     /// Distillation steps (one batch each).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::limits::count::<1, { crate::limits::MAX_STEPS }>)]
     pub steps: usize,
     #[command(flatten)]
     pub distill: DistillSettings,
@@ -94,16 +94,18 @@ pub fn run(args: &DistillArgs) -> Result<()> {
     }
     let selection = select(source.backend)?;
     announce(&selection);
+    let (staged, staging) = source::stage(source)?;
     let start = Instant::now();
     let (distilled, kind) = with_autodiff_backend!(selection.backend, |B, device| {
         // Dropout (with --dropout) runs under autodiff: seed it so runs repeat.
         <B as Backend>::seed(&device, source.seed);
         let config = args.distill.finetune_config(args.steps, source.seed);
         if let (Some(student), Some(teacher)) = (&source.model, &args.teacher) {
+            // The data first: a bad file costs no model load.
+            let (train, heldout) = text_data(source)?;
             let student = load_text::<B>(student, source, &device)?;
             let teacher =
                 load_text::<<B as AutodiffBackend>::InnerBackend>(teacher, source, &device)?;
-            let (train, heldout) = text_data(source)?;
             let data = TextData {
                 train,
                 heldout,
@@ -112,7 +114,7 @@ pub fn run(args: &DistillArgs) -> Result<()> {
                 losses: args.distill.text_losses(),
             };
             (
-                distill_and_save::<B, _>(source, student, &teacher, &data, &config)?,
+                distill_and_save::<B, _>(&staging, student, &teacher, &data, &config)?,
                 "text",
             )
         } else {
@@ -129,7 +131,7 @@ pub fn run(args: &DistillArgs) -> Result<()> {
             // Distillation draws a new batch per step; no importance or calibration batches.
             let data = random_data(source, 0);
             (
-                distill_and_save::<B, _>(source, student, &teacher, &data, &config)?,
+                distill_and_save::<B, _>(&staging, student, &teacher, &data, &config)?,
                 "encoder",
             )
         }
@@ -153,7 +155,7 @@ pub fn run(args: &DistillArgs) -> Result<()> {
         "seconds": seconds,
         "out": source.out,
     });
-    if write_report(source, &report)? {
+    if write_report(&staging, &report, staged)? {
         if let (Some(before), Some(after)) = (before, after) {
             println!(
                 "fidelity to the teacher (held-out): {} before, {} after {} steps",
@@ -177,7 +179,7 @@ fn distill_and_save<B: AutodiffBackend, D: DataSource>(
 ) -> Result<Distilled> {
     let (student, steps) = recover(student, teacher, data, config, None, &mut Bars::default())?;
     student
-        .save_dir(&source.out)
+        .save_dir(source.write_dir())
         .context("cannot write the distilled model")?;
     Ok(Distilled {
         params: student.num_params(),

@@ -1,6 +1,8 @@
 //! Progress bars of the compression commands: [`kiln_compress::Progress`] drawn with indicatif
 //! on stderr, one bar per stage.
 
+use std::io::IsTerminal;
+
 use indicatif::ProgressBar;
 use kiln_compress::distill::StepRecord;
 use kiln_compress::{Progress, Stage};
@@ -42,7 +44,7 @@ impl Progress for Bars {
             let line = format!("step {}: {}", record.step, describe(eval));
             // A hidden bar (stderr is not a terminal, e.g. a log file) would drop the line.
             match &self.bar {
-                Some(bar) if !bar.is_hidden() => bar.println(line),
+                Some(bar) if std::io::stderr().is_terminal() => bar.println(line),
                 _ => eprintln!("{line}"),
             }
         }

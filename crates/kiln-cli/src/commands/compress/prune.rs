@@ -61,16 +61,16 @@ pub struct PruneArgs {
     #[arg(long, value_enum, value_delimiter = ',', required = true)]
     pub method: Vec<PruneMethod>,
     /// Fraction to prune: of the Linear weights, of all heads, or of each layer's neurons.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub rate: f64,
     /// Fraction of feed-forward neurons when pruning heads and ffn together (default: --rate).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ffn_rate: Option<f64>,
     /// Importance used by heads/ffn.
     #[arg(long, value_enum, default_value_t = ImportanceChoice::Gradient)]
     pub importance: ImportanceChoice,
     /// Plain encoders: random batches for gradient importance and wanda's calibration.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::limits::count::<1, { crate::limits::MAX_REPEAT }>)]
     pub importance_batches: usize,
     /// heads/ffn: refit each layer's out_proj and linear2 by least squares so the shrunk layers
     /// reproduce the original ones on --data (text) or random inputs (plain); no gradient steps.
@@ -82,10 +82,10 @@ pub struct PruneArgs {
     #[arg(long)]
     pub obs: bool,
     /// Ridge factor of --reconstruct and --obs, relative to the mean diagonal of X^T X.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::limits::non_negative, allow_negative_numbers = true)]
     pub ridge: f64,
     /// Distillation steps after pruning (0: none). Text models need --data.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::limits::count::<0, { crate::limits::MAX_STEPS }>)]
     pub finetune_steps: usize,
     #[command(flatten)]
     pub distill: DistillSettings,
@@ -214,12 +214,14 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     let structured = args.structured();
     let selection = select(source.backend)?;
     announce(&selection);
+    let (staged, staging) = source::stage(source)?;
     let start = Instant::now();
     let (pruned, kind) = with_autodiff_backend!(selection.backend, |B, device| {
         if let Some(dir) = &source.model {
+            // The data first: a bad file costs no model load.
+            let (train, heldout) = text_data(source)?;
             let student = load_text::<B>(dir, source, &device)?;
             let teacher = load_text::<<B as AutodiffBackend>::InnerBackend>(dir, source, &device)?;
-            let (train, heldout) = text_data(source)?;
             let data = TextData {
                 train,
                 heldout,
@@ -228,7 +230,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
                 losses: args.distill.text_losses(),
             };
             (
-                prune_and_save::<B, _>(args, student, &teacher, &data)?,
+                prune_and_save::<B, _>(args, &staging, student, &teacher, &data)?,
                 "text",
             )
         } else {
@@ -240,7 +242,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
             let teacher = student.valid();
             let data = random_data(source, args.importance_batches);
             (
-                prune_and_save::<B, _>(args, student, &teacher, &data)?,
+                prune_and_save::<B, _>(args, &staging, student, &teacher, &data)?,
                 "encoder",
             )
         }
@@ -270,7 +272,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         "seconds": seconds,
         "out": source.out,
     });
-    if write_report(source, &report)? {
+    if write_report(&staging, &report, staged)? {
         println!(
             "pruned ({}) {} -> {} parameters; heads per layer {:?}, feed-forward widths {:?}; sparsity of Linear weights {:.4}",
             report["method"], pruned.params_before, pruned.params_after, pruned.layer_heads, pruned.layer_dim_feedforward,
@@ -294,6 +296,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
 /// Prunes `student` (loaded from the same files as `teacher`) on `data` and writes it to `--out`.
 fn prune_and_save<B: AutodiffBackend, D: DataSource>(
     args: &PruneArgs,
+    source: &CompressSource,
     student: D::Model<B>,
     teacher: &D::Model<B::InnerBackend>,
     data: &D,
@@ -301,7 +304,7 @@ fn prune_and_save<B: AutodiffBackend, D: DataSource>(
     let pruned = prune(student, teacher, data, &args.spec(), &mut Bars::default())?;
     let (model, pruned) = pruned.into_parts();
     model
-        .save_dir(&args.source.out)
+        .save_dir(source.write_dir())
         .context("cannot write the pruned model")?;
     Ok(pruned)
 }

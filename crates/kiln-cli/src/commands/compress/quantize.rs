@@ -32,10 +32,11 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     source::check(source, &[])?;
     let selection = select(source.backend)?;
     announce(&selection);
+    let (staged, staging) = source::stage(source)?;
     let report = with_backend!(selection.backend, |B, device| {
-        quantize_source::<B>(source, &device)
+        quantize_source::<B>(&staging, &device)
     })?;
-    if write_report(source, &report)? {
+    if write_report(&staging, &report, staged)? {
         println!(
             "int8 weights: {} -> {} bytes ({:.2}x smaller); fidelity of the int8 file: {}; burn in-memory int8: {}",
             report["bytes_before"], report["bytes_after"],
@@ -49,11 +50,12 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
 
 /// The report of quantizing `--model` or `--config`/`--weights` into `--out`.
 fn quantize_source<B: Backend>(source: &CompressSource, device: &B::Device) -> Result<Value> {
-    let out = &source.out;
+    let out = source.write_dir();
     if let Some(dir) = &source.model {
+        // The data first: a bad file costs no model load.
+        let (_, heldout) = text_data(source)?;
         let original = load_text::<B>(dir, source, device)?;
         let bytes_before = std::fs::metadata(dir.join("model.safetensors"))?.len();
-        let (_, heldout) = text_data(source)?;
         let texts = if heldout.is_empty() {
             read_default_texts()
         } else {

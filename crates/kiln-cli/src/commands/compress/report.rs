@@ -1,6 +1,7 @@
 //! The report every compression command writes (`OUT/kiln_compression.json`, and with
 //! `--json` on stdout) and the one-line summaries of fidelity.
 
+use kiln::atomic::StagedDir;
 use std::path::Path;
 
 use anyhow::Result;
@@ -38,13 +39,14 @@ pub fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `OUT/kiln_compression.json` and, with `--json`, prints the report; returns whether
-/// the human summary is still to be printed.
-pub fn write_report(source: &CompressSource, report: &Value) -> Result<bool> {
+/// Writes `OUT/kiln_compression.json`, moves the staged output directory into place and, with
+/// `--json`, prints the report; returns whether the human summary is still to be printed.
+pub fn write_report(source: &CompressSource, report: &Value, staged: StagedDir) -> Result<bool> {
     kiln::weights::write_atomic(
-        &source.out.join("kiln_compression.json"),
+        &source.write_dir().join("kiln_compression.json"),
         serde_json::to_string_pretty(report)?.as_bytes(),
     )?;
+    staged.commit()?;
     if source.json {
         println!("{report}");
     }

@@ -9,10 +9,10 @@ use kiln_compress::text::TextLoss;
 #[derive(Args, Debug, Clone)]
 pub struct DistillSettings {
     /// AdamW learning rate of the distillation.
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = 5e-5, value_parser = crate::limits::positive, allow_negative_numbers = true)]
     pub lr: f64,
     /// Evaluate on the held-out set every N steps (0: before and after only).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::limits::count::<0, { crate::limits::MAX_STEPS }>)]
     pub eval_every: usize,
     /// Text models: what distillation matches; `cosine,layers` adds both.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cosine")]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::prelude::Backend;
 use clap::Args;
+use kiln::atomic::StagedDir;
 use kiln_compress::RandomData;
 use kiln_text::TextEncoder;
 
@@ -30,6 +31,12 @@ pub struct CompressSource {
     /// a text model). Must not be, or be inside, the source model's directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace --out if it exists and is not empty (the whole directory: never merged into).
+    #[arg(long)]
+    pub force: bool,
+    /// Where the command writes until its output is complete (set by [`stage`]).
+    #[arg(skip)]
+    pub staging: Option<PathBuf>,
     /// Backend (auto: wgpu with a GPU adapter, else flex).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
@@ -40,10 +47,10 @@ pub struct CompressSource {
     #[arg(long)]
     pub heldout: Option<PathBuf>,
     /// Texts (or random input sequences) per batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub batch_size: usize,
     /// Plain encoders: tokens per random input sequence.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::limits::count::<1, { crate::limits::MAX_SEQ }>)]
     pub seq: usize,
     /// Seed of random choices, batch order, random inputs.
     #[arg(long, default_value_t = 0)]
@@ -86,6 +93,8 @@ pub fn check(source: &CompressSource, other_inputs: &[&Path]) -> Result<()> {
             )));
         }
     }
+    kiln::atomic::check_new_dir(&source.out, source.force)
+        .map_err(|e| usage(format!("--out {e}")))?;
     if let Some(model) = &source.model {
         if !model.is_dir() {
             return Err(usage(format!(
@@ -95,6 +104,23 @@ pub fn check(source: &CompressSource, other_inputs: &[&Path]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl CompressSource {
+    /// The directory to write the model and report into: the staging directory once staged.
+    pub fn write_dir(&self) -> &Path {
+        self.staging.as_deref().unwrap_or(&self.out)
+    }
+}
+
+/// Stages `--out`: the returned source writes into a hidden directory beside it, which
+/// [`StagedDir::commit`] moves into place once everything is written (a failure or a signal
+/// leaves nothing).
+pub fn stage(source: &CompressSource) -> Result<(StagedDir, CompressSource)> {
+    let staged = StagedDir::new(&source.out, source.force)?;
+    let mut staging = source.clone();
+    staging.staging = Some(staged.path().to_path_buf());
+    Ok((staged, staging))
 }
 
 /// Training and held-out lines: `--heldout`, or the last 10% of `--data`.

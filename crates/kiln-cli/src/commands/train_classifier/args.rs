@@ -36,52 +36,52 @@ pub struct TrainClassifierArgs {
     #[arg(long, requires = "unlabeled")]
     pub pseudo_labels: bool,
     /// Augmented views per text (EDA).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::limits::count::<1, { crate::limits::MAX_COPIES }>)]
     pub views: usize,
     /// EDA rate of every operation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub alpha: f64,
     /// WordNet database folder (default: $KILN_WORDNET, else .cache/wordnet).
     #[arg(long)]
     pub wordnet: Option<PathBuf>,
     /// Optimizer steps.
-    #[arg(long, default_value_t = TrainConfig::default().steps)]
+    #[arg(long, default_value_t = TrainConfig::default().steps, value_parser = crate::limits::count::<1, { crate::limits::MAX_STEPS }>)]
     pub steps: usize,
     /// Labelled texts per step.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub labeled_batch: usize,
     /// Unlabelled texts per step.
-    #[arg(long, default_value_t = TrainConfig::default().unlabeled_batch_size)]
+    #[arg(long, default_value_t = TrainConfig::default().unlabeled_batch_size, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub unlabeled_batch: usize,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate, value_parser = crate::limits::positive, allow_negative_numbers = true)]
     pub learning_rate: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay, value_parser = crate::limits::non_negative, allow_negative_numbers = true)]
     pub weight_decay: f64,
     /// Steps over which the unsupervised loss weights ramp up from 0.
-    #[arg(long, default_value_t = TrainConfig::default().ramp_up_steps)]
+    #[arg(long, default_value_t = TrainConfig::default().ramp_up_steps, value_parser = crate::limits::count::<0, { crate::limits::MAX_STEPS }>)]
     pub ramp_up_steps: usize,
     /// UDA: sharpening temperature of the targets.
-    #[arg(long, default_value_t = ConsistencyConfig::default().temperature)]
+    #[arg(long, default_value_t = ConsistencyConfig::default().temperature, value_parser = crate::limits::positive, allow_negative_numbers = true)]
     pub uda_temperature: f64,
     /// UDA: confidence below which an unlabelled text is left out.
-    #[arg(long, default_value_t = ConsistencyConfig::default().threshold)]
+    #[arg(long, default_value_t = ConsistencyConfig::default().threshold, value_parser = crate::limits::unit_interval, allow_negative_numbers = true)]
     pub uda_threshold: f64,
     /// UDA: weight of the consistency loss.
-    #[arg(long, default_value_t = ConsistencyConfig::default().weight)]
+    #[arg(long, default_value_t = ConsistencyConfig::default().weight, value_parser = crate::limits::non_negative, allow_negative_numbers = true)]
     pub uda_weight: f64,
     /// Pseudo-labels: confidence a prediction needs to become a label.
-    #[arg(long, default_value_t = PseudoLabelConfig::default().threshold)]
+    #[arg(long, default_value_t = PseudoLabelConfig::default().threshold, value_parser = crate::limits::unit_interval, allow_negative_numbers = true)]
     pub pseudo_threshold: f64,
     /// Pseudo-labels: weight of their loss.
-    #[arg(long, default_value_t = PseudoLabelConfig::default().weight)]
+    #[arg(long, default_value_t = PseudoLabelConfig::default().weight, value_parser = crate::limits::non_negative, allow_negative_numbers = true)]
     pub pseudo_weight: f64,
     /// Hidden width of the head (0: linear head).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::limits::count::<0, { crate::limits::MAX_WIDTH }>)]
     pub hidden: usize,
     /// Dropout in the head while training.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::limits::below_one, allow_negative_numbers = true)]
     pub dropout: f64,
     /// Seed of the views, batches and initialisation.
     #[arg(long, default_value_t = 0)]
@@ -96,6 +96,9 @@ pub struct TrainClassifierArgs {
     /// Output directory: classifier.json and head.safetensors.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace --out if it exists and is not empty (the whole directory: never merged into).
+    #[arg(long)]
+    pub force: bool,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,

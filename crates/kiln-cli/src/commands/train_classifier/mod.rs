@@ -37,12 +37,6 @@ fn check_train_args(args: &TrainClassifierArgs) -> Result<()> {
         ));
     }
     let out = &args.out;
-    if out.is_file() {
-        return Err(usage(format!(
-            "--out {} is a file, not a directory",
-            out.display()
-        )));
-    }
     let model = &args.model.model;
     let same = matches!((out.canonicalize(), model.canonicalize()), (Ok(a), Ok(b)) if a == b);
     if same || inside(out, model) {
@@ -51,6 +45,7 @@ fn check_train_args(args: &TrainClassifierArgs) -> Result<()> {
             out.display()
         )));
     }
+    kiln::atomic::check_new_dir(out, args.force).map_err(|e| usage(format!("--out {e}")))?;
     let inputs = [
         Some(&args.labeled),
         args.unlabeled.as_ref(),

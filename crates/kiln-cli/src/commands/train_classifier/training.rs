@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::prelude::Backend;
+use kiln::atomic::StagedDir;
 use kiln_augment::eda::EdaConfig;
 use kiln_augment::wordnet::WordNet;
 use kiln_classify::classifier::{save_classifier, ClassifierManifest, EncoderRef, FORMAT_VERSION};
@@ -207,7 +208,10 @@ pub fn train<B: Backend>(
         encoder: EncoderRef::of(&encoder),
         training: training.clone(),
     };
-    save_classifier(&args.out, &manifest, head)
+    let staged = StagedDir::new(&args.out, args.force)?;
+    save_classifier(staged.path(), &manifest, head)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(staged.commit()?))
         .with_context(|| format!("cannot write the classifier to {}", args.out.display()))?;
     eprintln!("kiln: wrote {}", args.out.display());
     if args.json {
