@@ -421,6 +421,23 @@ fn output_directories_are_atomic_and_a_signal_leaves_no_debris() {
         entries(&stale),
         ["config.json", "kiln_compression.json", "model.safetensors"]
     );
+    // --force never deletes an input that lives in --out.
+    std::fs::write(stale.join("data.txt"), "a line\n").unwrap();
+    let line = fails_one_line(
+        command("prune", &stale)
+            .args([
+                "--rate",
+                "0.5",
+                "--method",
+                "magnitude",
+                "--force",
+                "--data",
+            ])
+            .arg(stale.join("data.txt")),
+        2,
+    );
+    assert!(line.contains("holds the input"), "{line}");
+    assert!(stale.join("data.txt").exists());
 
     // SIGTERM while quantize works on a text model: no --out, no temporary left.
     let work = tmp.path().join("sig");

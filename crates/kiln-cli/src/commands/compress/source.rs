@@ -93,6 +93,28 @@ pub fn check(source: &CompressSource, other_inputs: &[&Path]) -> Result<()> {
             )));
         }
     }
+    // `--force` replaces --out whole: it must not hold any input (the data files included).
+    let all_inputs = [
+        &source.model,
+        &source.config,
+        &source.weights,
+        &source.data,
+        &source.heldout,
+    ];
+    let all_inputs = all_inputs
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .chain(other_inputs.iter().copied());
+    for input in all_inputs {
+        if source.out.exists() && inside(input, &source.out) {
+            return Err(usage(format!(
+                "--out {} holds the input {}: kiln never writes over its inputs",
+                source.out.display(),
+                input.display()
+            )));
+        }
+    }
     kiln::atomic::check_new_dir(&source.out, source.force)
         .map_err(|e| usage(format!("--out {e}")))?;
     if let Some(model) = &source.model {

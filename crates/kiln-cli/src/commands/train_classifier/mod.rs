@@ -50,8 +50,17 @@ fn check_train_args(args: &TrainClassifierArgs) -> Result<()> {
         Some(&args.labeled),
         args.unlabeled.as_ref(),
         args.eval.as_ref(),
+        args.cache.as_ref(),
     ];
     for input in inputs.into_iter().flatten() {
+        // `--force` replaces --out whole: it must not hold an input.
+        if out.exists() && inside(input, out) {
+            return Err(usage(format!(
+                "--out {} holds the input {}: kiln never writes over its inputs",
+                out.display(),
+                input.display()
+            )));
+        }
         for name in [
             kiln_classify::classifier::MANIFEST_FILE,
             kiln_classify::classifier::HEAD_FILE,
