@@ -112,24 +112,22 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
 
 /// An input path must be a regular file: a FIFO would hang the read and a device (`/dev/zero`)
 /// never end it. (`-` is stdin, checked by the callers.)
-pub fn check_input_file(path: &Path) -> Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file (a FIFO, socket or device; use - for stdin)"
-        };
-        return Err(usage(format!("{} is {kind}", path.display())));
+pub fn check_input_file(path: &Path) -> Result<u64> {
+    match kiln::input_file::check_regular(path) {
+        Ok(len) => Ok(len),
+        // Not found or unreadable: a runtime error; a FIFO, device or directory: a usage error.
+        Err(kiln::KilnError::Io { source, .. })
+            if source.kind() != std::io::ErrorKind::InvalidInput =>
+        {
+            Err(anyhow::Error::new(source).context(format!("cannot read {}", path.display())))
+        }
+        Err(e) => Err(usage(format!("{e} (use - for stdin)"))),
     }
-    Ok(())
 }
 
 /// [`check_input_file`] for a file read whole: it must also fit the memory budget.
 pub fn check_whole_input_file(path: &Path) -> Result<()> {
-    check_input_file(path)?;
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let len = check_input_file(path)?;
     kiln::memory::check_fits(&format!("reading {}", path.display()), len as u128)?;
     Ok(())
 }

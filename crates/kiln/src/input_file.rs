@@ -19,24 +19,16 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
         )
     };
-    let meta = std::fs::metadata(path).map_err(|e| KilnError::io(path, e))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file (a FIFO, socket or device)"
-        };
-        return Err(invalid(format!("is {kind}, expected a file")));
-    }
-    if meta.len() > max_bytes {
+    let len = check_regular(path)?;
+    if len > max_bytes {
         return Err(invalid(format!(
             "is {}, over the {} this kind of file may hold",
-            crate::memory::human_bytes(meta.len() as u128),
+            crate::memory::human_bytes(len as u128),
             crate::memory::human_bytes(max_bytes as u128)
         )));
     }
-    crate::memory::check_fits(&format!("reading {}", path.display()), meta.len() as u128)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    crate::memory::check_fits(&format!("reading {}", path.display()), len as u128)?;
+    let mut bytes = Vec::with_capacity(len as usize);
     std::fs::File::open(path)
         .and_then(|f| f.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes))
         .map_err(|e| KilnError::io(path, e))?;
@@ -44,6 +36,27 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
         return Err(invalid("grew while being read".into()));
     }
     Ok(bytes)
+}
+
+/// The length of the regular file at `path`, found without opening it (opening a FIFO blocks);
+/// a directory, FIFO, socket or device is an error.
+pub fn check_regular(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| KilnError::io(path, e))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Err(KilnError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("is {kind}, expected a file"),
+            ),
+        ));
+    }
+    Ok(meta.len())
 }
 
 /// [`read_regular`] as UTF-8 text.

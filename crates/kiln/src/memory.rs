@@ -3,9 +3,10 @@
 //! for `num_layers: 1000000` makes the allocator abort the process (or the kernel's OOM killer
 //! end it) after minutes of work.
 //!
-//! The limit is, by default, the memory available now (`MemAvailable` in `/proc/meminfo`, and
-//! the address-space limit `ulimit -v` when lower); [`set_memory_limit`] overrides it (`kiln
-//! --memory-limit`). Where neither can be read, nothing is refused.
+//! The limit is, by default, the memory available when first checked (`MemAvailable` in
+//! `/proc/meminfo`, and the address-space limit `ulimit -v` when lower), read once per process:
+//! every forward pass is checked, and must not read `/proc` each time. [`set_memory_limit`]
+//! overrides it (`kiln --memory-limit`). Where neither can be read, nothing is refused.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,7 +22,7 @@ static LIMIT: AtomicU64 = AtomicU64::new(AUTO);
 /// The budget kiln checks models and batches against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryLimit {
-    /// What the machine has available when the check runs (the default).
+    /// What the machine has available when first checked (the default).
     Available,
     /// A fixed number of bytes.
     Bytes(u64),
@@ -83,7 +84,10 @@ pub fn set_memory_limit(limit: MemoryLimit) {
 pub fn memory_limit() -> Option<u64> {
     match LIMIT.load(Ordering::Relaxed) {
         UNLIMITED => None,
-        AUTO => available_memory(),
+        AUTO => {
+            static AVAILABLE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+            *AVAILABLE.get_or_init(available_memory)
+        }
         bytes => Some(bytes),
     }
 }

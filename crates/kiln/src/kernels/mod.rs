@@ -60,15 +60,28 @@ pub(crate) fn try_packed_attention<B: burn::tensor::backend::Backend>(
 pub(crate) fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
+    match on_flex_in_place(x, activation::gelu_in_place) {
+        Ok(y) => y,
+        Err(x) => burn::tensor::activation::gelu(x),
+    }
+}
+
+/// `f` over a burn-flex tensor's values in place, or the tensor back on any other backend.
+fn on_flex_in_place<B: burn::tensor::backend::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+    f: fn(&mut [f32]),
+) -> std::result::Result<burn::tensor::Tensor<B, D>, burn::tensor::Tensor<B, D>> {
     #[cfg(feature = "flex")]
-    let x = match flex::host_f32(x) {
-        Ok(mut host) => {
-            activation::gelu_in_place(flex::values_mut(&mut host));
-            return flex::from_flex_primitive(host);
-        }
-        Err(x) => x,
-    };
-    burn::tensor::activation::gelu(x)
+    {
+        let mut host = flex::host_f32(x)?;
+        f(flex::values_mut(&mut host));
+        Ok(flex::from_flex_primitive(host))
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = f;
+        Err(x)
+    }
 }
 
 /// ReLU as PyTorch computes it: `x <= 0 -> 0`, and NaN stays NaN (burn-flex's and
@@ -77,16 +90,13 @@ pub(crate) fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
 pub(crate) fn relu<B: burn::tensor::backend::Backend, const D: usize>(
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
-    #[cfg(feature = "flex")]
-    let x = match flex::host_f32(x) {
-        Ok(mut host) => {
-            activation::relu_in_place(flex::values_mut(&mut host));
-            return flex::from_flex_primitive(host);
+    match on_flex_in_place(x, activation::relu_in_place) {
+        Ok(y) => y,
+        Err(x) => {
+            let not_positive = x.clone().lower_equal_elem(0.0);
+            x.mask_fill(not_positive, 0.0)
         }
-        Err(x) => x,
-    };
-    let not_positive = x.clone().lower_equal_elem(0.0);
-    x.mask_fill(not_positive, 0.0)
+    }
 }
 
 /// One line on the CPU kernels this build and machine run: the CPU features found, and the

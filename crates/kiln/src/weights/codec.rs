@@ -17,18 +17,11 @@ pub fn stores_int8(path: impl AsRef<Path>) -> Result<bool> {
     let path = path.as_ref();
     let io = |e| KilnError::io(path, e);
     // Opening a FIFO would block: only a regular file is opened.
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "is not a regular file (a FIFO, socket, device or directory), expected a file",
-        )));
-    }
+    let size = crate::input_file::check_regular(path)?;
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(io)?;
     let len = u64::from_le_bytes(len);
-    let size = file.metadata().map_err(io)?.len();
     if len > size.saturating_sub(8) || len > 100 << 20 {
         return Err(KilnError::Safetensors {
             path: path.to_path_buf(),
