@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # kiln's CPU speed against its peers, side by side in one run (the tables of docs/benchmarks.md,
 # "CPU kernels"): all-MiniLM-L6-v2 on the 1,000-sentence corpus (sentence-transformers,
-# onnxruntime fp32 and int8, kiln default f32, then the same with kiln --precision int8), and the
-# encoder "base" (PyTorch eager, kiln f32, kiln int8, alternating).
+# onnxruntime fp32 and int8, kiln default f32, then the same with kiln --precision int8, and
+# --precision bf16 where the CPU has avx512_bf16), and the encoder "base" (PyTorch eager, kiln
+# f32, int8 and bf16, alternating).
 #
 #   cargo build --release -p kiln-cli && bash scripts/fetch_minilm.sh && ../shared/peers/setup.sh
 #   bash scripts/bench_cpu_peers.sh [ROUNDS]        # default 3
@@ -24,8 +25,14 @@ echo "=== all-MiniLM-L6-v2: kiln default (f32) vs peers"
 "$PEERS/run_text_peers.sh" --impls st,ort-fp32,ort-int8pc-opt,kiln --rounds "$ROUNDS"
 echo "=== all-MiniLM-L6-v2: kiln --precision int8 vs peers"
 KILN_ARGS="--precision int8" "$PEERS/run_text_peers.sh" --impls st,ort-fp32,ort-int8pc-opt,kiln --rounds "$ROUNDS"
+PRECISIONS="f32 int8"
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  PRECISIONS="$PRECISIONS bf16"
+  echo "=== all-MiniLM-L6-v2: kiln --precision bf16 vs peers"
+  KILN_ARGS="--precision bf16" "$PEERS/run_text_peers.sh" --impls st,ort-fp32,ort-int8pc-opt,kiln --rounds "$ROUNDS"
+fi
 
-echo "=== encoder \"base\" (d768, 12 heads, FFN 3072, GELU, 4 layers, batch 8 x 128): PyTorch vs kiln f32 / int8"
+echo "=== encoder \"base\" (d768, 12 heads, FFN 3072, GELU, 4 layers, batch 8 x 128): PyTorch vs kiln $PRECISIONS"
 BASE="$(mktemp -d)"
 trap 'rm -rf "$BASE"' EXIT
 cat > "$BASE/config.json" <<'JSON'
@@ -37,7 +44,7 @@ for round in $(seq "$ROUNDS"); do
   torch=$("$PY" scripts/bench_torch.py --shape base --threads 2 --repeat 10 --json 2>/dev/null | tail -n 1 \
     | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["pytorch"]["tokens_per_second"]))')
   line="round $round: pytorch $torch tok/s"
-  for precision in f32 int8; do
+  for precision in $PRECISIONS; do
     tps=$("$KILN" forward --config "$BASE/config.json" --weights "$BASE/model.safetensors" --batch 8 --seq 128 \
       --repeat 10 --precision "$precision" --json 2>/dev/null \
       | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))')

@@ -1,4 +1,6 @@
-//! int8 Linear layers (`TransformerEncoder::with_precision(Precision::Int8)`): on burn-flex they
+//! Reduced-precision Linear layers (`TransformerEncoder::with_precision`).
+//!
+//! int8 (`Precision::Int8`): on burn-flex they
 //! run the integer kernels, elsewhere the generic path of tensor ops; both give the same numbers,
 //! close to f32 at int8's own tolerance, and keep kiln's invariances (packed == padded,
 //! batch == one sequence at a time).
@@ -7,6 +9,10 @@
 //! models whose outputs have a std near 1): max-abs <= 0.08 and mean-abs <= 0.01 at real
 //! tokens. The integer kernels and the generic path agree to 1e-5 (f32 rounding; a value that
 //! rounds to the other u8 level would move an output by about one quantization step).
+//!
+//! bf16 (`Precision::Bf16`): stated tolerance against f32 on the same fixtures: max-abs <= 0.04
+//! and mean-abs <= 0.006 at real tokens, on the kernel (flex: `vdpbf16ps` where the CPU has it,
+//! the portable kernel elsewhere) and on the generic path (rounded weights, f32 activations).
 #![cfg(feature = "flex")]
 
 use burn::tensor::{Distribution, Tensor};
@@ -116,4 +122,92 @@ fn precision_is_set_per_model_and_f32_goes_back_to_burn() {
     assert!(diff > 0.0 && diff <= 0.15, "{diff}");
     assert_eq!("int8".parse::<Precision>().unwrap(), Precision::Int8);
     assert!("int4".parse::<Precision>().is_err());
+}
+
+#[test]
+fn bf16_is_close_to_pytorch_f32_on_every_fixture_on_both_paths() {
+    let (flex, cpu) = (flex_device(), cpu_device());
+    let mut report = Vec::new();
+    for case in encoder_cases() {
+        let model = case.model::<Flex>(&flex).with_precision(Precision::Bf16);
+        assert_eq!(model.precision(), Precision::Bf16);
+        let out = HostTensor::from_tensor(model.run(case.input::<Flex>(&flex)).unwrap().output);
+        let generic = case.model::<Cpu>(&cpu).with_precision(Precision::Bf16);
+        let generic_out =
+            HostTensor::from_tensor(generic.run(case.input::<Cpu>(&cpu)).unwrap().output);
+        for (path, out) in [("kernel", &out), ("generic", &generic_out)] {
+            let errors = case.output_errors(out);
+            let max_err = errors.iter().fold(0f32, |m, &e| m.max(e));
+            let mean_err = errors.iter().sum::<f32>() / errors.len() as f32;
+            report.push(format!(
+                "{:<34} bf16 {path} vs f32: max {max_err:.3e} mean {mean_err:.3e}",
+                case.name
+            ));
+            assert!(
+                max_err <= 0.04 && mean_err <= 0.006,
+                "{}: above bf16's tolerance:\n{}",
+                case.name,
+                report.join("\n")
+            );
+        }
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[test]
+fn bf16_packed_equals_padded_and_batch_equals_one_at_a_time() {
+    let device = flex_device();
+    let config = TransformerEncoderConfig::new(48, 4, 2)
+        .with_dim_feedforward(80)
+        .with_activation(Activation::Gelu)
+        .with_batch_first(true);
+    let model = config.init::<Flex>(&device).with_precision(Precision::Bf16);
+    let src = Tensor::<Flex, 3>::random([3, 9, 48], Distribution::Default, &device);
+    let lengths = [9, 4, 6];
+    let run = |execution: Execution, src: Tensor<Flex, 3>| {
+        let input =
+            EncoderInput::new(src).key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 9));
+        HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output)
+    };
+    let padded = run(Execution::default(), src.clone());
+    let packed = run(Execution::default().with_pack_padding(true), src.clone());
+    for (b, &len) in lengths.iter().enumerate() {
+        let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
+        let alone = HostTensor::from_tensor(model.run(EncoderInput::new(one)).unwrap().output);
+        for s in 0..len {
+            for e in 0..48 {
+                let (i, j) = ((b * 9 + s) * 48 + e, s * 48 + e);
+                // Rows are rounded one by one: the same row gives the same bf16 values in
+                // any batch, so only f32 summation order differs.
+                assert!(
+                    (padded.data[i] - packed.data[i]).abs() <= 1e-4
+                        && (packed.data[i] - alone.data[j]).abs() <= 1e-4,
+                    "[{b}, {s}, {e}]: padded {} packed {} alone {}",
+                    padded.data[i],
+                    packed.data[i],
+                    alone.data[j]
+                );
+            }
+        }
+    }
+    assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::Bf16);
+    assert_eq!(Precision::Bf16.to_string(), "bf16");
+}
+
+/// bf16 needs AVX-512 BF16: on a CPU with it the check passes; without it (or with the feature
+/// turned off) it is an error naming the feature, never an illegal instruction.
+#[test]
+fn bf16_states_the_cpu_feature_it_needs() {
+    let cpu = kiln::kernels::cpu_features();
+    match Precision::Bf16.check_cpu() {
+        Ok(()) => assert!(cpu.avx512_bf16),
+        Err(e) => {
+            assert!(!cpu.avx512_bf16);
+            assert!(e.to_string().contains("avx512_bf16"), "{e}");
+        }
+    }
+    assert!(!cpu.without("avx512_bf16").avx512_bf16);
+    assert!(!cpu.without("avx512f+bw+vl").avx512_bf16);
+    assert_eq!(cpu.without("all"), kiln::kernels::CpuFeatures::default());
+    assert!(Precision::Int8.check_cpu().is_ok() && Precision::F32.check_cpu().is_ok());
 }

@@ -224,6 +224,27 @@ fn int8_embeddings_stay_close_to_sentence_transformers() {
     );
 }
 
+/// bf16 Linear layers: every sentence vector keeps cosine >= 0.999 to sentence-transformers' f32
+/// one (the stated bf16 tolerance of text models), on whichever bf16 kernel this CPU runs.
+#[cfg(feature = "flex")]
+#[test]
+fn bf16_embeddings_stay_close_to_sentence_transformers() {
+    use kiln::backend::{flex_device, Flex};
+    let reference = minilm_reference();
+    let encoder = TextEncoder::<Flex>::from_dir(minilm_dir(), &flex_device())
+        .unwrap()
+        .with_precision(kiln::Precision::Bf16);
+    assert_eq!(encoder.precision(), kiln::Precision::Bf16);
+    let got = encoder.embed(&reference.sentences).unwrap();
+    let (cos, abs) = compare_rows(&got, &minilm_embeddings("embeddings.npy"));
+    eprintln!("bf16: worst cosine {cos:.6}, worst max-abs {abs:.2e}");
+    assert!(cos >= 0.999, "bf16 cosine {cos} < 0.999");
+    assert!(
+        cos < 0.999_999_9,
+        "bf16 rounds: the vectors cannot be f32's exactly"
+    );
+}
+
 #[cfg(feature = "wgpu")]
 #[test]
 fn embeddings_match_sentence_transformers_on_wgpu() {

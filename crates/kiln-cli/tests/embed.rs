@@ -161,6 +161,45 @@ fn embed_in_int8_stays_close_to_sentence_transformers() {
     assert!(line.contains("--precision int8"), "{line}");
 }
 
+/// `--precision bf16`: on a CPU with AVX-512 BF16 the `vdpbf16ps` kernel, cosine >= 0.999 to
+/// sentence-transformers; without it (here forced with `KILN_DISABLE_CPU_FEATURES`, and on any
+/// CPU that lacks it) one line naming the missing feature, exit 1.
+#[test]
+fn embed_in_bf16_stays_close_or_names_the_missing_cpu_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sentences_file(dir.path());
+    let output = dir.path().join("bf16.npy");
+    let embed = || {
+        let mut cmd = kiln();
+        cmd.args([
+            "embed",
+            "--backend",
+            "flex",
+            "--precision",
+            "bf16",
+            "--json",
+        ])
+        .arg("--model")
+        .arg(minilm_dir())
+        .arg("--input-file")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output);
+        cmd
+    };
+    if kiln::kernels::cpu_features().avx512_bf16 {
+        let out = succeeds(&mut embed());
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["precision"], "bf16");
+        let (cos, _) = compare_rows(&read_rows(&output), &minilm_embeddings("embeddings.npy"));
+        assert!((0.999..0.999_999_9).contains(&cos), "bf16 cosine {cos}");
+        std::fs::remove_file(&output).unwrap();
+    }
+    let line = fails_one_line(embed().env("KILN_DISABLE_CPU_FEATURES", "avx512_bf16"), 1);
+    assert!(line.contains("avx512_bf16"), "{line}");
+    assert!(!output.exists(), "no output after the error");
+}
+
 #[test]
 fn similarity_prints_the_cosine() {
     let out = succeeds(

@@ -252,7 +252,7 @@ impl<B: Backend> TransformerEncoder<B> {
     }
 
     /// The same model with its Linear layers computing in `precision` ([`Precision`]): int8
-    /// quantizes the weights once, here (call it when the weights are final: after loading,
+    /// quantizes (bf16 rounds) the weights once, here (call it when the weights are final: after loading,
     /// pruning or training). Attention, LayerNorm and softmax stay f32.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.set_precision(precision);

@@ -44,6 +44,13 @@ pub enum KilnError {
         bytes: u128,
         limit: u64,
     },
+    /// The CPU lacks an instruction set extension a requested kernel needs.
+    #[error("{what} needs a CPU with {feature}; this one has {found}")]
+    UnsupportedCpu {
+        what: String,
+        feature: &'static str,
+        found: String,
+    },
     /// A JSON file could not be parsed.
     #[error("{path}: {reason}")]
     Json { path: PathBuf, reason: String },

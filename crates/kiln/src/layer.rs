@@ -185,8 +185,8 @@ impl<B: Backend> TransformerEncoderLayer<B> {
 
 impl<B: Backend> TransformerEncoderLayer<B> {
     /// Prepares the four Linear layers to compute in `precision` (see [`Precision`]): int8
-    /// quantizes their weights once (reading them from the device) and keeps the packed
-    /// values; f32 goes back to burn's Linear (weights already quantized stay so).
+    /// quantizes (bf16 rounds) their weights once, reading them from the device, and keeps the
+    /// packed values; f32 goes back to burn's Linear (weights already rounded stay so).
     pub fn set_precision(&mut self, precision: Precision) {
         let attn = &mut self.self_attn;
         match precision {
@@ -201,6 +201,12 @@ impl<B: Backend> TransformerEncoderLayer<B> {
                 attn.out_proj_kernel = LinearKernel::int8(&mut attn.out_proj);
                 self.linear1_kernel = LinearKernel::int8(&mut self.linear1);
                 self.linear2_kernel = LinearKernel::int8(&mut self.linear2);
+            }
+            Precision::Bf16 => {
+                attn.in_proj_kernel = LinearKernel::bf16(&mut attn.in_proj);
+                attn.out_proj_kernel = LinearKernel::bf16(&mut attn.out_proj);
+                self.linear1_kernel = LinearKernel::bf16(&mut self.linear1);
+                self.linear2_kernel = LinearKernel::bf16(&mut self.linear2);
             }
         }
     }

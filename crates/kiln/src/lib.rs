@@ -13,8 +13,8 @@
 //!   attention weights and hidden states;
 //! - [`Execution`]: how the encoder runs its forward passes (skipping padding, slices of the
 //!   batch on CPU threads, the attention kernel), set once on the model, automatic by default;
-//! - [`Precision`]: f32, or int8 Linear layers computed with integer matrix products
-//!   ([`TransformerEncoder::with_precision`]);
+//! - [`Precision`]: f32, int8 Linear layers computed with integer matrix products, or bf16
+//!   ones computed with bf16 dot products ([`TransformerEncoder::with_precision`]);
 //! - [`weights`]: `model.safetensors` with PyTorch's keys, and a load report.
 //!
 //! ```no_run

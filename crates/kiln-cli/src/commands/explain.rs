@@ -130,10 +130,15 @@ fn check_outputs(args: &ExplainArgs) -> Result<Vec<&Path>> {
 
 pub fn run(args: &ExplainArgs) -> Result<()> {
     text_model::check(&args.model)?;
-    if args.model.precision == PrecisionChoice::Int8 {
-        return Err(usage(
-            "explain follows gradients through f32 Linear layers: --precision int8 does not apply",
-        ));
+    let reduced = match args.model.precision {
+        PrecisionChoice::Int8 => Some("int8"),
+        PrecisionChoice::Bf16 => Some("bf16"),
+        PrecisionChoice::Auto | PrecisionChoice::F32 => None,
+    };
+    if let Some(name) = reduced {
+        return Err(usage(format!(
+            "explain follows gradients through f32 Linear layers: --precision {name} does not apply"
+        )));
     }
     // An int8 file is explained with its dequantized weights in f32.
     let args = &ExplainArgs {

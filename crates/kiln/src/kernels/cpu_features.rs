@@ -19,7 +19,44 @@ pub struct CpuFeatures {
 }
 
 impl CpuFeatures {
+    /// What the CPU has, less what `KILN_DISABLE_CPU_FEATURES` turns off.
     fn detect() -> Self {
+        let found = Self::detect_hardware();
+        match std::env::var("KILN_DISABLE_CPU_FEATURES") {
+            Ok(names) => found.without(&names),
+            Err(_) => found,
+        }
+    }
+
+    /// These features less the comma-separated `names` (as [`Self::names`] spells them, or
+    /// `all`); turning off `avx2+fma` or `avx512f+bw+vl` also turns off what builds on it.
+    /// Unknown names are ignored.
+    pub fn without(mut self, names: &str) -> Self {
+        for name in names.split(',').map(str::trim) {
+            match name {
+                "all" => self = Self::default(),
+                "avx2+fma" => {
+                    self.avx2_fma = false;
+                    self.avx_vnni = false;
+                    self.avx512 = false;
+                    self.avx512_vnni = false;
+                    self.avx512_bf16 = false;
+                }
+                "avx512f+bw+vl" => {
+                    self.avx512 = false;
+                    self.avx512_vnni = false;
+                    self.avx512_bf16 = false;
+                }
+                "avx512_vnni" => self.avx512_vnni = false,
+                "avx_vnni" => self.avx_vnni = false,
+                "avx512_bf16" => self.avx512_bf16 = false,
+                _ => {}
+            }
+        }
+        self
+    }
+
+    fn detect_hardware() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             let avx512 = is_x86_feature_detected!("avx512f")
@@ -66,7 +103,9 @@ impl CpuFeatures {
     }
 }
 
-/// This CPU's features (detected on first use).
+/// This CPU's features (detected on first use), less those named in the environment variable
+/// `KILN_DISABLE_CPU_FEATURES` (comma-separated, e.g. `avx512_bf16,avx512_vnni`): a way to run
+/// and test the kernels an older CPU would take, like oneDNN's `ONEDNN_MAX_CPU_ISA`.
 pub fn cpu_features() -> CpuFeatures {
     static FEATURES: OnceLock<CpuFeatures> = OnceLock::new();
     *FEATURES.get_or_init(CpuFeatures::detect)

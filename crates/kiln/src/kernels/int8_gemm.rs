@@ -411,24 +411,7 @@ mod tests {
     use super::super::quantize::int8_linear_reference;
     use super::*;
 
-    /// Deterministic values in [-1, 1) with a few larger ones, so rows and channels differ in
-    /// range.
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|i| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let v = ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
-                if i % 17 == 0 {
-                    v * 6.0
-                } else {
-                    v
-                }
-            })
-            .collect()
-    }
+    use super::super::test_values as values;
 
     #[test]
     fn every_kernel_equals_the_reference_on_odd_shapes() {

@@ -1,4 +1,4 @@
-//! How a Linear layer runs: through burn (`f32`), or with int8 weights prepared once.
+//! How a Linear layer runs: through burn (`f32`), or with int8 or bf16 weights prepared once.
 
 use std::sync::Arc;
 
@@ -7,9 +7,8 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-#[cfg(feature = "flex")]
-use super::int8_gemm::Int8Kernel;
-use super::int8_gemm::{pack_linear, PackedInt8};
+use super::bf16_gemm::{round_to_bf16, Bf16Kernel, PackedBf16};
+use super::int8_gemm::{pack_linear, Int8Kernel, PackedInt8};
 
 /// What a Linear layer computes with besides its burn parameters. Not saved with the weights:
 /// set by [`TransformerEncoder::with_precision`](crate::TransformerEncoder::with_precision)
@@ -23,33 +22,28 @@ pub enum LinearKernel {
     /// weight then holds their dequantized values, which backends without an integer kernel
     /// use with the same per-row activation quantization.
     Int8(Arc<PackedInt8>),
+    /// bf16 weights packed for the `vdpbf16ps` kernel; the layer's burn weight then holds the
+    /// same rounded values, which backends without the kernel multiply in f32.
+    Bf16(Arc<PackedBf16>),
 }
 
 impl LinearKernel {
     /// Quantizes `linear`'s weight to int8 per output channel, replaces it with its dequantized
     /// values, and returns the packed kernel. Reads the weight from the device once.
     pub fn int8<B: Backend>(linear: &mut Linear<B>) -> Self {
-        let [k, n] = linear.weight.dims();
-        let weight = linear
-            .weight
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32 weight");
-        let bias = linear.bias.as_ref().map(|b| {
-            b.val()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32 bias")
-        });
+        let (weight, bias, [k, n]) = host_weight_and_bias(linear);
         let (quantized, packed) = pack_linear(&weight, k, n, bias.as_deref());
-        let device = linear.weight.device();
-        let dequantized =
-            Tensor::<B, 2>::from_data(TensorData::new(quantized.dequantize(), [k, n]), &device);
-        linear.weight = Param::initialized(linear.weight.id, dequantized);
+        replace_weight(linear, quantized.dequantize());
         Self::Int8(Arc::new(packed))
+    }
+
+    /// Rounds `linear`'s weight to bf16, replaces it with the rounded values, and returns the
+    /// packed kernel. Reads the weight from the device once.
+    pub fn bf16<B: Backend>(linear: &mut Linear<B>) -> Self {
+        let (weight, bias, [k, n]) = host_weight_and_bias(linear);
+        let packed = PackedBf16::new(&weight, k, n, bias.as_deref());
+        replace_weight(linear, round_to_bf16(&weight));
+        Self::Bf16(Arc::new(packed))
     }
 
     /// The precision this kernel computes in.
@@ -57,8 +51,33 @@ impl LinearKernel {
         match self {
             Self::Burn => super::Precision::F32,
             Self::Int8(_) => super::Precision::Int8,
+            Self::Bf16(_) => super::Precision::Bf16,
         }
     }
+}
+
+/// A Linear layer's weight (`[K, N]`) and bias on the host, with the weight's dims.
+fn host_weight_and_bias<B: Backend>(
+    linear: &Linear<B>,
+) -> (Vec<f32>, Option<Vec<f32>>, [usize; 2]) {
+    let dims = linear.weight.dims();
+    let host = |t: Tensor<B, 1>| -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 values")
+    };
+    let weight = host(linear.weight.val().flatten::<1>(0, 1));
+    let bias = linear.bias.as_ref().map(|b| host(b.val()));
+    (weight, bias, dims)
+}
+
+/// Replaces `linear`'s weight with `values` (same `[K, N]`), keeping its parameter id.
+fn replace_weight<B: Backend>(linear: &mut Linear<B>, values: Vec<f32>) {
+    let device = linear.weight.device();
+    let dims = linear.weight.dims();
+    let weight = Tensor::<B, 2>::from_data(TensorData::new(values, dims), &device);
+    linear.weight = Param::initialized(linear.weight.id, weight);
 }
 
 /// `linear(x)` as `kernel` says.
@@ -73,22 +92,44 @@ pub(crate) fn linear_forward<B: Backend, const D: usize>(
     match kernel {
         LinearKernel::Burn => linear.forward(x),
         LinearKernel::Int8(packed) => {
-            #[cfg(feature = "flex")]
-            let x = {
-                let mut dims = x.dims();
-                match super::flex::host_f32(x) {
-                    Ok(host) => {
-                        let rows = dims[..D - 1].iter().product();
-                        let y =
-                            packed.forward(super::flex::values(&host), rows, Int8Kernel::best());
-                        dims[D - 1] = packed.n;
-                        return super::flex::flex_tensor(y, dims);
-                    }
-                    Err(x) => x,
-                }
-            };
-            linear.forward(quantize_rows(x))
+            match on_flex_rows(x, packed.n, |x, rows| {
+                packed.forward(x, rows, Int8Kernel::best())
+            }) {
+                Ok(y) => y,
+                Err(x) => linear.forward(quantize_rows(x)),
+            }
         }
+        LinearKernel::Bf16(packed) => {
+            match on_flex_rows(x, packed.n, |x, rows| {
+                packed.forward(x, rows, Bf16Kernel::best())
+            }) {
+                Ok(y) => y,
+                Err(x) => linear.forward(x),
+            }
+        }
+    }
+}
+
+/// `kernel(values, rows)` over a burn-flex tensor seen as `[rows, K]`, giving `[..., n]`; or the
+/// tensor back on any other backend.
+#[cfg_attr(not(feature = "flex"), allow(unused_variables))]
+fn on_flex_rows<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    n: usize,
+    kernel: impl FnOnce(&[f32], usize) -> Vec<f32>,
+) -> std::result::Result<Tensor<B, D>, Tensor<B, D>> {
+    #[cfg(feature = "flex")]
+    {
+        let mut dims = x.dims();
+        let host = super::flex::host_f32(x)?;
+        let rows = dims[..D - 1].iter().product();
+        let y = kernel(super::flex::values(&host), rows);
+        dims[D - 1] = n;
+        Ok(super::flex::flex_tensor(y, dims))
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        Err(x)
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod activation;
 pub mod attention;
+mod bf16_gemm;
 mod cpu_features;
 #[cfg(feature = "flex")]
 mod flex;
@@ -22,6 +23,7 @@ mod linear;
 mod precision;
 pub mod quantize;
 
+pub use bf16_gemm::{bf16_linear_reference, Bf16Kernel, PackedBf16};
 pub use cpu_features::{cpu_features, CpuFeatures};
 pub use int8_gemm::{pack_linear, Int8Kernel, PackedInt8, PANEL};
 pub(crate) use linear::linear_forward;
@@ -100,11 +102,35 @@ pub(crate) fn relu<B: burn::tensor::backend::Backend, const D: usize>(
 }
 
 /// One line on the CPU kernels this build and machine run: the CPU features found, and the
-/// int8 kernel picked.
+/// int8 and bf16 kernels picked.
 pub fn describe() -> String {
+    let bf16 = match Precision::Bf16.check_cpu() {
+        Ok(()) => Bf16Kernel::best().name(),
+        Err(_) => "unavailable (needs avx512_bf16)",
+    };
     format!(
-        "{}; int8 kernel {}",
+        "{}; int8 kernel {}; bf16 kernel {bf16}",
         cpu_features().summary(),
         Int8Kernel::best().name()
     )
+}
+
+/// Deterministic values in [-1, 1) with every 17th six times larger, so rows and channels
+/// differ in range: the inputs of the kernels' tests.
+#[cfg(test)]
+fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let v = ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+            if i % 17 == 0 {
+                v * 6.0
+            } else {
+                v
+            }
+        })
+        .collect()
 }

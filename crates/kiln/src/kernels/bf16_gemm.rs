@@ -1,0 +1,468 @@
+//! `bf16 x bf16 -> f32` matrix products for bf16 Linear layers, with the bias fused into the
+//! store.
+//!
+//! The weight is rounded to bf16 once (round to nearest even) and packed into panels of
+//! [`PANEL`] output channels laid out for `vdpbf16ps`: for every pair of inputs, the panel's 48
+//! channels' two bf16 side by side, so one 512-bit load feeds 16 channels and one broadcast of
+//! a row's pair feeds all of them. Activations are rounded to bf16 per call (one pass over
+//! `[M, K]`, cheap next to the `M * K * N` products); products accumulate in f32. One
+//! `vdpbf16ps` does twice the multiply-adds of one f32 FMA on the same register width, which is
+//! where the speed comes from.
+//!
+//! The kernel is picked at run time: AVX-512 BF16, or a portable one (the same arithmetic in
+//! f32 FMA: correct but no faster than f32, so the CLI refuses bf16 on CPUs without the
+//! instructions rather than running it). Every kernel is tested against an f64 reference over
+//! the same bf16 values on odd shapes.
+
+use rayon::prelude::*;
+
+use super::cpu_features;
+
+/// Output channels per packed panel: three 512-bit registers of f32 accumulators.
+pub const PANEL: usize = 48;
+/// Rows of the activations per kernel call: 8 x 3 accumulators + 3 panel loads + 1 broadcast
+/// fit AVX-512's 32 registers.
+const MR: usize = 8;
+/// Rows per parallel task: a panel is reused by this many rows while it is in cache.
+const ROWS_PER_TASK: usize = 64;
+
+/// Which bf16 kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bf16Kernel {
+    /// AVX-512 BF16 (`vdpbf16ps` on 512-bit registers).
+    Avx512Bf16,
+    /// Plain Rust in f32 over the bf16 values (vectorized by the compiler).
+    Portable,
+}
+
+impl Bf16Kernel {
+    /// The fastest kernel this CPU runs.
+    pub fn best() -> Self {
+        if cpu_features().avx512_bf16 {
+            Self::Avx512Bf16
+        } else {
+            Self::Portable
+        }
+    }
+
+    /// Every kernel this CPU can run (the tests check each against the reference).
+    pub fn available() -> Vec<Self> {
+        let mut kernels = vec![Self::Portable];
+        if cpu_features().avx512_bf16 {
+            kernels.push(Self::Avx512Bf16);
+        }
+        kernels
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512Bf16 => "avx512-bf16",
+            Self::Portable => "portable",
+        }
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even; NaN stays NaN), as its bits. Branch-free, so
+/// a loop of it vectorizes.
+#[inline(always)]
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((bits >> 16) | 0x40) as u16;
+    if x.is_nan() {
+        quiet_nan
+    } else {
+        rounded
+    }
+}
+
+/// The f32 value of bf16 bits (exact).
+#[inline(always)]
+pub fn from_bf16(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// `values` rounded to bf16 and back: what a bf16 layer's weights hold.
+pub fn round_to_bf16(values: &[f32]) -> Vec<f32> {
+    values.iter().map(|&v| from_bf16(to_bf16(v))).collect()
+}
+
+/// A Linear weight (burn's `[K, N]`) in bf16, packed for the kernels, with its f32 bias.
+#[derive(Debug, Clone)]
+pub struct PackedBf16 {
+    /// Input features `K`.
+    pub k: usize,
+    /// Output features `N`.
+    pub n: usize,
+    /// `K` rounded up to a multiple of 2 (zeros past `K`).
+    k_padded: usize,
+    /// `ceil(N / PANEL)` panels of `k_padded * PANEL` values: `[panel][k / 2][PANEL][2]`.
+    panels: Vec<u16>,
+    /// Per output channel, padded to whole panels (0 without a bias).
+    bias: Vec<f32>,
+}
+
+impl PackedBf16 {
+    /// Rounds `weight` (`[K, N]` row-major, burn's Linear layout) to bf16 and packs it with
+    /// `bias` (`[N]`).
+    pub fn new(weight: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!(weight.len(), k * n, "weight is not [K, N]");
+        let k_padded = k.div_ceil(2) * 2;
+        let num_panels = n.div_ceil(PANEL);
+        let mut panels = vec![0u16; num_panels * k_padded * PANEL];
+        for row in 0..k {
+            for col in 0..n {
+                let (panel, lane) = (col / PANEL, col % PANEL);
+                let at = panel * k_padded * PANEL + (row / 2) * PANEL * 2 + lane * 2 + row % 2;
+                panels[at] = to_bf16(weight[row * n + col]);
+            }
+        }
+        let mut padded_bias = bias.map_or_else(Vec::new, <[f32]>::to_vec);
+        padded_bias.resize(num_panels * PANEL, 0.0);
+        Self {
+            k,
+            n,
+            k_padded,
+            panels,
+            bias: padded_bias,
+        }
+    }
+
+    fn panel(&self, p: usize) -> &[u16] {
+        let len = self.k_padded * PANEL;
+        &self.panels[p * len..(p + 1) * len]
+    }
+
+    /// `x [M, K] -> y [M, N]`: `x` rounded to bf16, products accumulated in f32, plus the bias.
+    ///
+    /// # Shapes
+    /// - `x`: `[M, K]` row-major; returns `[M, N]` row-major
+    pub fn forward(&self, x: &[f32], m: usize, kernel: Bf16Kernel) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "input is not [M, K]");
+        let (k, kp, n) = (self.k, self.k_padded, self.n);
+        let mut a = vec![0u16; m * kp];
+        if k > 0 {
+            a.par_chunks_mut(kp)
+                .zip(x.par_chunks(k))
+                .with_min_len(16)
+                .for_each(|(dst, row)| round_row(row, &mut dst[..k]));
+        }
+
+        // Tasks: blocks of rows, and when there are too few of them to keep every thread busy
+        // (short inputs), groups of panels within each block.
+        let num_panels = n.div_ceil(PANEL);
+        let row_blocks = m.div_ceil(ROWS_PER_TASK);
+        let wanted = rayon::current_num_threads() * 4;
+        let panel_groups = wanted
+            .div_ceil(row_blocks.max(1))
+            .clamp(1, num_panels.max(1));
+        let panels_per_group = num_panels.div_ceil(panel_groups);
+        // Every value is written exactly once below (tasks cover all rows x channels), so the
+        // buffer is not zeroed first: that pass would cost as much as the store itself.
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        (0..row_blocks * panel_groups)
+            .into_par_iter()
+            .for_each(|task| {
+                let (block, group) = (task / panel_groups, task % panel_groups);
+                let row0 = block * ROWS_PER_TASK;
+                let rows = ROWS_PER_TASK.min(m - row0);
+                let first = group * panels_per_group;
+                for p in first..(first + panels_per_group).min(num_panels) {
+                    for r in (0..rows).step_by(MR) {
+                        let mr = MR.min(rows - r);
+                        let a_tile = &a[(row0 + r) * kp..(row0 + r + mr) * kp];
+                        let mut acc = [[0f32; PANEL]; MR];
+                        self.run_tile(kernel, a_tile, mr, p, &mut acc);
+                        // SAFETY: tasks cover disjoint (row block, panel group) pairs, so each
+                        // writes its own rows x channels of `out`, which outlives the loop.
+                        unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
+                    }
+                }
+            });
+        // SAFETY: the tasks above wrote all `m * n` values (disjoint rows x channels covering
+        // `[M, N]`), within the capacity reserved.
+        unsafe { out.set_len(m * n) };
+        out
+    }
+
+    fn run_tile(
+        &self,
+        kernel: Bf16Kernel,
+        a: &[u16],
+        rows: usize,
+        panel: usize,
+        acc: &mut [[f32; PANEL]; MR],
+    ) {
+        let b = self.panel(panel);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Bf16Kernel::Avx512Bf16 if cpu_features().avx512_bf16 => {
+                // SAFETY: the CPU has AVX-512 F/BW/VL and BF16 (checked above); slices are in
+                // bounds by construction (a: rows * k_padded, b: k_padded * PANEL).
+                unsafe { x86::tile_avx512_bf16(a, rows, self.k_padded, b, acc) }
+            }
+            _ => tile_portable(a, rows, self.k_padded, b, acc),
+        }
+    }
+
+    /// `out[row0 + r, col0 + c] = acc[r][c] + bias[col0 + c]` for the tile's real rows and
+    /// channels.
+    ///
+    /// # Safety
+    /// `out` points to room for `[M, N]` values and no other thread writes these rows x
+    /// channels.
+    unsafe fn store(
+        &self,
+        acc: &[[f32; PANEL]; MR],
+        rows: usize,
+        row0: usize,
+        col0: usize,
+        out: &SharedOut,
+    ) {
+        let n = self.n;
+        let cols = PANEL.min(n - col0);
+        let bias = &self.bias[col0..col0 + cols];
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            // SAFETY: in bounds of `[M, N]` (row0 + r < M, col0 + cols <= N); exclusive as the
+            // caller promises. Raw writes: the memory may not be initialized yet.
+            let dst = out.0.add((row0 + r) * n + col0);
+            for (c, (&a, &b)) in acc[..cols].iter().zip(bias).enumerate() {
+                dst.add(c).write(a + b);
+            }
+        }
+    }
+}
+
+/// The output buffer, shared by tasks that write disjoint parts of it.
+struct SharedOut(*mut f32);
+// SAFETY: only used to write disjoint regions from different threads (see `forward`).
+unsafe impl Sync for SharedOut {}
+
+/// One row of activations rounded to bf16.
+fn round_row(row: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu_features().avx512 {
+        // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the body is safe Rust.
+        return unsafe { x86::round_row_avx512(row, dst) };
+    }
+    round_row_portable(row, dst)
+}
+
+#[inline(always)]
+fn round_row_portable(row: &[f32], dst: &mut [u16]) {
+    for (d, &v) in dst.iter_mut().zip(row) {
+        *d = to_bf16(v);
+    }
+}
+
+/// The portable kernel: per row, per pair of inputs, the panel's 48 channels in f32.
+fn tile_portable(a: &[u16], rows: usize, kp: usize, b: &[u16], acc: &mut [[f32; PANEL]; MR]) {
+    for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
+        let a_row = &a[r * kp..(r + 1) * kp];
+        for (pair, b_pair) in b.chunks_exact(PANEL * 2).enumerate() {
+            let a0 = from_bf16(a_row[2 * pair]);
+            let a1 = from_bf16(a_row[2 * pair + 1]);
+            for (acc_c, bc) in acc_row.iter_mut().zip(b_pair.chunks_exact(2)) {
+                *acc_c += a0 * from_bf16(bc[0]) + a1 * from_bf16(bc[1]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MR, PANEL};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn round_row_avx512(row: &[f32], dst: &mut [u16]) {
+        super::round_row_portable(row, dst)
+    }
+
+    /// Up to 8 rows x 48 channels: 24 accumulators, three panel loads and one broadcast per row
+    /// for every two inputs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub(super) unsafe fn tile_avx512_bf16(
+        a: &[u16],
+        rows: usize,
+        kp: usize,
+        b: &[u16],
+        acc: &mut [[f32; PANEL]; MR],
+    ) {
+        debug_assert!(a.len() >= rows * kp && b.len() >= kp * PANEL);
+        match rows {
+            8 => avx512_rows::<8>(a, kp, b, acc),
+            7 => avx512_rows::<7>(a, kp, b, acc),
+            6 => avx512_rows::<6>(a, kp, b, acc),
+            5 => avx512_rows::<5>(a, kp, b, acc),
+            4 => avx512_rows::<4>(a, kp, b, acc),
+            3 => avx512_rows::<3>(a, kp, b, acc),
+            2 => avx512_rows::<2>(a, kp, b, acc),
+            _ => avx512_rows::<1>(a, kp, b, acc),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn avx512_rows<const R: usize>(
+        a: &[u16],
+        kp: usize,
+        b: &[u16],
+        acc: &mut [[f32; PANEL]; MR],
+    ) {
+        let mut c0 = [_mm512_setzero_ps(); R];
+        let mut c1 = [_mm512_setzero_ps(); R];
+        let mut c2 = [_mm512_setzero_ps(); R];
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        for pair in 0..kp / 2 {
+            let bp = b.add(pair * PANEL * 2);
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp as *const _));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(32) as *const _));
+            let b2: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(64) as *const _));
+            for r in 0..R {
+                let pair_bits = (a.add(r * kp + pair * 2) as *const i32).read_unaligned();
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair_bits));
+                c0[r] = _mm512_dpbf16_ps(c0[r], av, b0);
+                c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
+                c2[r] = _mm512_dpbf16_ps(c2[r], av, b2);
+            }
+        }
+        for r in 0..R {
+            let dst = acc[r].as_mut_ptr();
+            _mm512_storeu_ps(dst, c0[r]);
+            _mm512_storeu_ps(dst.add(16), c1[r]);
+            _mm512_storeu_ps(dst.add(32), c2[r]);
+        }
+    }
+}
+
+/// `bf16(x) @ bf16(weight) + bias` in f64: what every kernel approximates, to f32 rounding.
+///
+/// # Shapes
+/// - `x`: `[M, K]`, `weight`: `[K, N]`, `bias`: `[N]`; returns `[M, N]`
+pub fn bf16_linear_reference(
+    x: &[f32],
+    m: usize,
+    weight: &[f32],
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f64> {
+    let xr = round_to_bf16(x);
+    let wr = round_to_bf16(weight);
+    let mut out = vec![0f64; m * n];
+    for row in 0..m {
+        for col in 0..n {
+            let dot: f64 = (0..k)
+                .map(|i| xr[row * k + i] as f64 * wr[i * n + col] as f64)
+                .sum();
+            out[row * n + col] = dot + bias.map_or(0.0, |b| b[col] as f64);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::super::test_values as values;
+
+    #[test]
+    fn rounding_is_to_nearest_even_and_keeps_nan_and_infinities() {
+        assert_eq!(to_bf16(1.0), 0x3F80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+        assert_eq!(to_bf16(1.0 + 2f32.powi(-8)), 0x3F80);
+        // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6.
+        assert_eq!(to_bf16(1.0 + 3.0 * 2f32.powi(-8)), 0x3F82);
+        assert_eq!(to_bf16(-2.5), 0xC020);
+        assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+        assert_eq!(from_bf16(to_bf16(f32::NEG_INFINITY)), f32::NEG_INFINITY);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert!(from_bf16(to_bf16(-f32::NAN)).is_nan());
+        // The largest finite f32 rounds up to infinity, as IEEE round-to-nearest does.
+        assert_eq!(from_bf16(to_bf16(f32::MAX)), f32::INFINITY);
+        for v in values(1000, 9) {
+            let r = from_bf16(to_bf16(v));
+            assert!((r - v).abs() <= v.abs() * 2f32.powi(-8), "{v} -> {r}");
+        }
+    }
+
+    #[test]
+    fn every_kernel_equals_the_reference_on_odd_shapes() {
+        let shapes = [
+            (1, 1, 1),
+            (1, 384, 5),
+            (7, 33, 13),
+            (8, 4, 48),
+            (9, 7, 49),
+            (33, 384, 65),
+            (17, 1536, 384),
+            (70, 384, 1536),
+            (130, 768, 100),
+        ];
+        for (m, k, n) in shapes {
+            let x = values(m * k, 1);
+            let w = values(k * n, 2);
+            let bias = values(n, 3);
+            for bias in [None, Some(bias.as_slice())] {
+                let packed = PackedBf16::new(&w, k, n, bias);
+                let reference = bf16_linear_reference(&x, m, &w, k, n, bias);
+                let (xr, wr) = (round_to_bf16(&x), round_to_bf16(&w));
+                for kernel in Bf16Kernel::available() {
+                    let y = packed.forward(&x, m, kernel);
+                    assert_eq!(y.len(), m * n);
+                    for row in 0..m {
+                        for col in 0..n {
+                            // f32 accumulation of k exact products: within k ulps of their
+                            // absolute sum (a wrong layout is off by a sizeable part of it).
+                            let abs_sum: f64 = (0..k)
+                                .map(|i| (xr[row * k + i] as f64 * wr[i * n + col] as f64).abs())
+                                .sum();
+                            let bound = (k as f64 + 2.0) * f32::EPSILON as f64 * abs_sum + 1e-6;
+                            let (got, want) = (y[row * n + col] as f64, reference[row * n + col]);
+                            assert!(
+                                (got - want).abs() <= bound,
+                                "{kernel:?} on {m}x{k}x{n} at [{row}, {col}]: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_is_close_to_f32() {
+        let (m, k, n) = (5, 384, 48);
+        let x = values(m * k, 4);
+        let w = values(k * n, 5);
+        let y = PackedBf16::new(&w, k, n, None).forward(&x, m, Bf16Kernel::best());
+        for row in 0..m {
+            for col in 0..n {
+                let exact: f32 = (0..k).map(|i| x[row * k + i] * w[i * n + col]).sum();
+                let scale: f32 = (0..k)
+                    .map(|i| (x[row * k + i] * w[i * n + col]).abs())
+                    .sum();
+                let err = (y[row * n + col] - exact).abs();
+                assert!(
+                    err <= 2f32.powi(-7) * scale,
+                    "[{row}, {col}]: {} vs {exact}",
+                    y[row * n + col]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_inputs_give_empty_or_bias_outputs() {
+        let packed = PackedBf16::new(&values(6, 7), 3, 2, Some(&[0.5, -2.0]));
+        assert!(packed.forward(&[], 0, Bf16Kernel::best()).is_empty());
+        assert_eq!(
+            packed.forward(&[0.0; 3], 1, Bf16Kernel::best()),
+            vec![0.5, -2.0]
+        );
+    }
+}
