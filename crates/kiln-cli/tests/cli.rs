@@ -291,6 +291,12 @@ fn info_and_init() {
     for backend in ["flex", "ndarray", "wgpu"] {
         assert!(v["backends"][backend]["available"].is_boolean(), "{v}");
     }
+    // wgpu runs with burn's fusion and autotune (the issue of a silently lost feature flag).
+    assert_eq!(
+        v["backends"]["wgpu"]["optimizations"],
+        serde_json::json!(["fusion", "autotune"]),
+        "{v}"
+    );
     let auto = v["auto"]["backend"].as_str().unwrap();
     assert!(auto == "flex" || auto == "wgpu", "{v}");
     assert!(!v["auto"]["reason"].as_str().unwrap().is_empty(), "{v}");

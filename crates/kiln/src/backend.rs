@@ -82,6 +82,20 @@ pub struct AdapterInfo {
     pub driver: String,
 }
 
+/// burn's optimizations that the wgpu backend runs with: `fusion` (element-wise ops and
+/// reductions fused into the kernels around them; seen in the backend's type) and `autotune`
+/// (each kernel's variant picked by timing them on the device once per shape; kiln's `wgpu`
+/// feature turns on burn's `autotune`).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_optimizations() -> Vec<&'static str> {
+    let mut on = Vec::new();
+    if std::any::type_name::<Gpu>().contains("Fusion") {
+        on.push("fusion");
+    }
+    on.push("autotune");
+    on
+}
+
 /// Every wgpu adapter of the primary APIs (Vulkan, Metal, DX12) on this machine; empty when
 /// there is none. (OpenGL is not probed: burn-wgpu does not pick it by default.)
 #[cfg(feature = "wgpu")]

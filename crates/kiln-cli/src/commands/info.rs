@@ -58,7 +58,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             "backends": {
                 "flex": {"available": true, "kernels": kiln::kernels::describe()},
                 "ndarray": {"available": true, "blas": cfg!(feature = "blas")},
-                "wgpu": {"available": !adapters.is_empty(), "adapters": adapters.iter().map(|a| serde_json::json!({
+                "wgpu": {"available": !adapters.is_empty(), "optimizations": kiln::backend::wgpu_optimizations(), "adapters": adapters.iter().map(|a| serde_json::json!({
                     "name": a.name, "kind": format!("{:?}", a.kind), "api": a.api, "driver": a.driver,
                 })).collect::<Vec<_>>()},
             },
@@ -92,6 +92,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     for a in &adapters {
         println!("  wgpu: {} ({:?}, {}, {})", a.name, a.kind, a.api, a.driver);
     }
+    println!(
+        "  wgpu runs with burn's {}",
+        kiln::backend::wgpu_optimizations().join(" and ")
+    );
     println!(
         "auto picks: {} on {} ({auto_reason})",
         auto.backend.name(),
