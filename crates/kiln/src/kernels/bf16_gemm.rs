@@ -292,16 +292,7 @@ mod x86 {
         acc: &mut [[f32; PANEL]; MR],
     ) {
         debug_assert!(a.len() >= rows * kp && b.len() >= kp * PANEL);
-        match rows {
-            8 => avx512_rows::<8>(a, kp, b, acc),
-            7 => avx512_rows::<7>(a, kp, b, acc),
-            6 => avx512_rows::<6>(a, kp, b, acc),
-            5 => avx512_rows::<5>(a, kp, b, acc),
-            4 => avx512_rows::<4>(a, kp, b, acc),
-            3 => avx512_rows::<3>(a, kp, b, acc),
-            2 => avx512_rows::<2>(a, kp, b, acc),
-            _ => avx512_rows::<1>(a, kp, b, acc),
-        }
+        super::super::with_rows!(rows, avx512_rows(a, kp, b, acc))
     }
 
     #[inline]

@@ -301,16 +301,7 @@ mod x86 {
         b: &[i8],
         acc: &mut [[i32; PANEL]; MR],
     ) {
-        match rows {
-            8 => avx512_rows::<8>(a, kp, b, acc),
-            7 => avx512_rows::<7>(a, kp, b, acc),
-            6 => avx512_rows::<6>(a, kp, b, acc),
-            5 => avx512_rows::<5>(a, kp, b, acc),
-            4 => avx512_rows::<4>(a, kp, b, acc),
-            3 => avx512_rows::<3>(a, kp, b, acc),
-            2 => avx512_rows::<2>(a, kp, b, acc),
-            _ => avx512_rows::<1>(a, kp, b, acc),
-        }
+        super::super::with_rows!(rows, avx512_rows(a, kp, b, acc))
     }
 
     #[inline]

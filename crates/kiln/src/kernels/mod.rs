@@ -12,6 +12,24 @@
 //! it is tested against on odd shapes), the call from the module through `flex.rs`'s
 //! bridge, and the generic fallback beside it.
 
+/// `f::<R>(args)` for a row count `rows` known only at run time (1 to 8; more is a caller's
+/// bug): a microkernel keeps `R` rows of accumulators in registers, so `R` must be a constant.
+macro_rules! with_rows {
+    ($rows:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $rows {
+            8 => $f::<8>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            _ => $f::<1>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_rows;
+
 pub mod activation;
 pub mod attention;
 mod bf16_gemm;
@@ -104,9 +122,10 @@ pub(crate) fn relu<B: burn::tensor::backend::Backend, const D: usize>(
 /// One line on the CPU kernels this build and machine run: the CPU features found, and the
 /// int8 and bf16 kernels picked.
 pub fn describe() -> String {
-    let bf16 = match Precision::Bf16.check_cpu() {
-        Ok(()) => Bf16Kernel::best().name(),
-        Err(_) => "unavailable (needs avx512_bf16)",
+    let bf16 = match Bf16Kernel::best() {
+        Bf16Kernel::Avx512Bf16 => Bf16Kernel::Avx512Bf16.name(),
+        // The portable kernel is never picked for --precision bf16 (check_cpu refuses it).
+        Bf16Kernel::Portable => "unavailable (needs avx512_bf16)",
     };
     format!(
         "{}; int8 kernel {}; bf16 kernel {bf16}",
