@@ -3,7 +3,7 @@
 # "CPU kernels"): all-MiniLM-L6-v2 on the 1,000-sentence corpus (sentence-transformers,
 # onnxruntime fp32 and int8, kiln default f32, then the same with kiln --precision int8, and
 # --precision bf16 where the CPU has avx512_bf16), and the encoder "base" (PyTorch eager, kiln
-# f32, int8 and bf16, alternating).
+# f32, int8 and bf16, alternating); where the CPU has AMX, kiln's int8 and bf16 also without it.
 #
 #   cargo build --release -p kiln-cli && bash scripts/fetch_minilm.sh && ../shared/peers/setup.sh
 #   bash scripts/bench_cpu_peers.sh [ROUNDS]        # default 3
@@ -40,15 +40,42 @@ cat > "$BASE/config.json" <<'JSON'
  "layer_norm_eps": 1e-05, "batch_first": true, "norm_first": false, "bias": true, "num_layers": 4}
 JSON
 "$KILN" init --config "$BASE/config.json" --out "$BASE/model.safetensors" --seed 1 >/dev/null
+# Where the CPU has AMX, the int8 and bf16 rows run twice: with AMX (kiln's pick) and with the
+# AVX-512 kernels only (KILN_DISABLE_CPU_FEATURES=amx), alternating in the same rounds.
+VARIANTS="$PRECISIONS"
+if grep -qw amx_tile /proc/cpuinfo; then
+  VARIANTS="$VARIANTS int8-without-amx"
+  case " $PRECISIONS " in *" bf16 "*) VARIANTS="$VARIANTS bf16-without-amx" ;; esac
+fi
 for round in $(seq "$ROUNDS"); do
   torch=$("$PY" scripts/bench_torch.py --shape base --threads 2 --repeat 10 --json 2>/dev/null | tail -n 1 \
     | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["pytorch"]["tokens_per_second"]))')
   line="round $round: pytorch $torch tok/s"
-  for precision in $PRECISIONS; do
-    tps=$("$KILN" forward --config "$BASE/config.json" --weights "$BASE/model.safetensors" --batch 8 --seq 128 \
-      --repeat 10 --precision "$precision" --json 2>/dev/null \
+  for variant in $VARIANTS; do
+    precision="${variant%-without-amx}" disable=""
+    [ "$variant" = "$precision" ] || disable=amx
+    tps=$(KILN_DISABLE_CPU_FEATURES="$disable" "$KILN" forward --config "$BASE/config.json" \
+      --weights "$BASE/model.safetensors" --batch 8 --seq 128 --repeat 10 --precision "$precision" --json 2>/dev/null \
       | "$PY" -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_second"]))')
-    line="$line, kiln $precision $tps ($("$PY" -c "print(f'{$tps / $torch:.2f}x')"))"
+    line="$line, kiln $variant $tps ($("$PY" -c "print(f'{$tps / $torch:.2f}x')"))"
   done
   echo "$line"
 done
+
+if grep -qw amx_tile /proc/cpuinfo; then
+  echo "=== all-MiniLM-L6-v2, kiln only: AMX against the AVX-512 kernels (KILN_DISABLE_CPU_FEATURES=amx), alternating"
+  CORPUS=crates/kiln-bench/data/sentences_1000.txt MODEL=.cache/models/all-MiniLM-L6-v2
+  for round in $(seq "$ROUNDS"); do
+    line="round $round:"
+    for variant in $VARIANTS; do
+      case "$variant" in f32) continue ;; esac
+      precision="${variant%-without-amx}" disable=""
+      [ "$variant" = "$precision" ] || disable=amx
+      sps=$(KILN_DISABLE_CPU_FEATURES="$disable" "$KILN" embed --model "$MODEL" --input-file "$CORPUS" \
+        --output "$BASE/embeddings.npy" --precision "$precision" --json 2>/dev/null | grep '^{' | tail -n 1 \
+        | "$PY" -c 'import json,sys; d = json.load(sys.stdin); print(round(d["shape"][0] / d["embed_seconds"]))')
+      line="$line kiln $variant $sps/s,"
+    done
+    echo "${line%,}"
+  done
+fi

@@ -9,13 +9,17 @@
 //! `vdpbf16ps` does twice the multiply-adds of one f32 FMA on the same register width, which is
 //! where the speed comes from.
 //!
-//! The kernel is picked at run time: AVX-512 BF16, or a portable one (the same arithmetic in
+//! Where the CPU has Intel AMX, the same packed panels feed `tdpbf16ps` tile products instead
+//! (16 rows x 16 channels x 32 inputs per instruction; see [`super::amx`]).
+//!
+//! The kernel is picked at run time: AMX-BF16, AVX-512 BF16, or a portable one (the same arithmetic in
 //! f32 FMA: correct but no faster than f32, so the CLI refuses bf16 on CPUs without the
 //! instructions rather than running it). Every kernel is tested against an f64 reference over
 //! the same bf16 values on odd shapes.
 
 use rayon::prelude::*;
 
+use super::amx;
 use super::cpu_features;
 
 /// Output channels per packed panel: three 512-bit registers of f32 accumulators.
@@ -29,6 +33,8 @@ const ROWS_PER_TASK: usize = 64;
 /// Which bf16 kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Kernel {
+    /// AMX-BF16 (`tdpbf16ps` on tiles of 16 rows x 16 channels).
+    Amx,
     /// AVX-512 BF16 (`vdpbf16ps` on 512-bit registers).
     Avx512Bf16,
     /// Plain Rust in f32 over the bf16 values (vectorized by the compiler).
@@ -38,7 +44,10 @@ pub enum Bf16Kernel {
 impl Bf16Kernel {
     /// The fastest kernel this CPU runs.
     pub fn best() -> Self {
-        if cpu_features().avx512_bf16 {
+        let cpu = cpu_features();
+        if cpu.amx_bf16 {
+            Self::Amx
+        } else if cpu.avx512_bf16 {
             Self::Avx512Bf16
         } else {
             Self::Portable
@@ -51,12 +60,16 @@ impl Bf16Kernel {
         if cpu_features().avx512_bf16 {
             kernels.push(Self::Avx512Bf16);
         }
+        if cpu_features().amx_bf16 {
+            kernels.push(Self::Amx);
+        }
         kernels
     }
 
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Amx => "amx-bf16",
             Self::Avx512Bf16 => "avx512-bf16",
             Self::Portable => "portable",
         }
@@ -95,7 +108,7 @@ pub struct PackedBf16 {
     pub k: usize,
     /// Output features `N`.
     pub n: usize,
-    /// `K` rounded up to a multiple of 2 (zeros past `K`).
+    /// `K` rounded up to a whole AMX tile ([`amx::K_BF16`] inputs; zeros past `K`).
     k_padded: usize,
     /// `ceil(N / PANEL)` panels of `k_padded * PANEL` values: `[panel][k / 2][PANEL][2]`.
     panels: Vec<u16>,
@@ -108,7 +121,7 @@ impl PackedBf16 {
     /// `bias` (`[N]`).
     pub fn new(weight: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), k * n, "weight is not [K, N]");
-        let k_padded = k.div_ceil(2) * 2;
+        let k_padded = k.div_ceil(amx::K_BF16) * amx::K_BF16;
         let num_panels = n.div_ceil(PANEL);
         let mut panels = vec![0u16; num_panels * k_padded * PANEL];
         for row in 0..k {
@@ -141,7 +154,8 @@ impl PackedBf16 {
     pub fn forward(&self, x: &[f32], m: usize, kernel: Bf16Kernel) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "input is not [M, K]");
         let (k, kp, n) = (self.k, self.k_padded, self.n);
-        let mut a = vec![0u16; m * kp];
+        // Rows padded with zeros to whole AMX tiles.
+        let mut a = vec![0u16; m.div_ceil(amx::TILE_ROWS) * amx::TILE_ROWS * kp];
         if k > 0 {
             a.par_chunks_mut(kp)
                 .zip(x.par_chunks(k))
@@ -169,7 +183,29 @@ impl PackedBf16 {
                 let row0 = block * ROWS_PER_TASK;
                 let rows = ROWS_PER_TASK.min(m - row0);
                 let first = group * panels_per_group;
-                for p in first..(first + panels_per_group).min(num_panels) {
+                let panels = first..(first + panels_per_group).min(num_panels);
+                #[cfg(target_arch = "x86_64")]
+                if kernel == Bf16Kernel::Amx && cpu_features().amx_bf16 {
+                    for p in panels {
+                        for r in (0..rows).step_by(amx::TILE_ROWS) {
+                            let mr = amx::TILE_ROWS.min(rows - r);
+                            let a_tile = &a[(row0 + r) * kp..(row0 + r + amx::TILE_ROWS) * kp];
+                            let mut acc = [[0f32; PANEL]; amx::TILE_ROWS];
+                            // SAFETY: the CPU has AMX-BF16 and the tile permission (checked
+                            // above); `kp` is a whole number of tiles, `a` holds 16 rows from
+                            // here (rows are padded to whole tiles), the panel `kp * PANEL`.
+                            unsafe {
+                                amx::bf16_tile_16x48(a_tile, kp, kp, self.panel(p), &mut acc)
+                            };
+                            // SAFETY: as below.
+                            unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
+                        }
+                    }
+                    // SAFETY: as above.
+                    unsafe { amx::release_tiles() };
+                    return;
+                }
+                for p in panels {
                     for r in (0..rows).step_by(MR) {
                         let mr = MR.min(rows - r);
                         let a_tile = &a[(row0 + r) * kp..(row0 + r + mr) * kp];
@@ -215,7 +251,7 @@ impl PackedBf16 {
     /// channels.
     unsafe fn store(
         &self,
-        acc: &[[f32; PANEL]; MR],
+        acc: &[[f32; PANEL]],
         rows: usize,
         row0: usize,
         col0: usize,

@@ -4,7 +4,8 @@
 //! The weight is packed once into panels of [`PANEL`] output channels, each laid out for the
 //! dot-product instructions: for every group of four inputs, the panel's 32 channels' four
 //! `i8` side by side, so one 512-bit load feeds `vpdpbusd` for 16 channels. The kernel is
-//! picked at run time: AVX-512 VNNI, AVX-VNNI, or a portable one (which the compiler
+//! picked at run time: AMX-INT8 (`tdpbusd` tile products over the same panels, see
+//! [`super::amx`]), AVX-512 VNNI, AVX-VNNI, or a portable one (which the compiler
 //! vectorizes with AVX2 where present, widening to `i16`/`i32`: never the saturating
 //! `vpmaddubsw`). Every kernel is tested against [`int8_linear_reference`] on odd shapes.
 //!
@@ -12,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use super::amx;
 use super::cpu_features;
 use super::quantize::{quantize_row, rescale, Int8Weight, RowScale};
 
@@ -19,12 +21,14 @@ use super::quantize::{quantize_row, rescale, Int8Weight, RowScale};
 pub const PANEL: usize = 32;
 /// Rows of the activations per kernel call.
 const MR: usize = 8;
-/// Rows per parallel task: a panel is reused by this many rows while in cache.
-const ROWS_PER_TASK: usize = 32;
+/// Rows per parallel task: a panel is reused by this many rows while in cache; one AMX call.
+const ROWS_PER_TASK: usize = 2 * amx::TILE_ROWS;
 
 /// Which integer kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Int8Kernel {
+    /// AMX-INT8 (`tdpbusd` on tiles: 32 rows x 32 channels per call).
+    Amx,
     /// AVX-512 VNNI (`vpdpbusd` on 512-bit registers).
     Avx512Vnni,
     /// AVX-VNNI (`vpdpbusd` on 256-bit registers).
@@ -37,7 +41,9 @@ impl Int8Kernel {
     /// The fastest kernel this CPU runs.
     pub fn best() -> Self {
         let cpu = cpu_features();
-        if cpu.avx512_vnni {
+        if cpu.amx_int8 {
+            Self::Amx
+        } else if cpu.avx512_vnni {
             Self::Avx512Vnni
         } else if cpu.avx_vnni {
             Self::AvxVnni
@@ -56,12 +62,16 @@ impl Int8Kernel {
         if cpu.avx512_vnni {
             kernels.push(Self::Avx512Vnni);
         }
+        if cpu.amx_int8 {
+            kernels.push(Self::Amx);
+        }
         kernels
     }
 
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Amx => "amx-int8",
             Self::Avx512Vnni => "avx512-vnni",
             Self::AvxVnni => "avx-vnni",
             Self::Portable => "portable",
@@ -76,7 +86,7 @@ pub struct PackedInt8 {
     pub k: usize,
     /// Output features `N`.
     pub n: usize,
-    /// `K` rounded up to a multiple of 4 (zeros past `K`).
+    /// `K` rounded up to a whole AMX tile ([`amx::K_INT8`] inputs; zeros past `K`).
     k_padded: usize,
     /// `ceil(N / PANEL)` panels of `k_padded * PANEL` bytes: `[panel][k / 4][PANEL][4]`.
     panels: Vec<i8>,
@@ -90,7 +100,7 @@ impl PackedInt8 {
     /// Packs a quantized weight and its bias (`[N]`).
     pub fn new(weight: &Int8Weight, bias: Option<&[f32]>) -> Self {
         let (k, n) = (weight.k, weight.n);
-        let k_padded = k.div_ceil(4) * 4;
+        let k_padded = k.div_ceil(amx::K_INT8) * amx::K_INT8;
         let num_panels = n.div_ceil(PANEL);
         let mut panels = vec![0i8; num_panels * k_padded * PANEL];
         for col in 0..n {
@@ -132,8 +142,9 @@ impl PackedInt8 {
     pub fn forward(&self, x: &[f32], m: usize, kernel: Int8Kernel) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "input is not [M, K]");
         let (k, kp, n) = (self.k, self.k_padded, self.n);
-        // Quantize rows: [M, Kp] u8 (zeros past K meet the packed zeros).
-        let mut quantized = vec![0u8; m * kp];
+        // Quantize rows: [M, Kp] u8 (zeros past K meet the packed zeros), with zero rows up to
+        // a whole AMX call.
+        let mut quantized = vec![0u8; m.div_ceil(ROWS_PER_TASK) * ROWS_PER_TASK * kp];
         let mut row_scales = vec![
             RowScale {
                 scale: 1.0,
@@ -154,8 +165,28 @@ impl PackedInt8 {
             .for_each(|(task, out_rows)| {
                 let row0 = task * ROWS_PER_TASK;
                 let rows = out_rows.len() / n;
-                let a = &quantized[row0 * kp..(row0 + rows) * kp];
+                let a = &quantized[row0 * kp..(row0 + ROWS_PER_TASK) * kp];
                 let scales = &row_scales[row0..row0 + rows];
+                #[cfg(target_arch = "x86_64")]
+                if kernel == Int8Kernel::Amx && cpu_features().amx_int8 {
+                    for p in 0..n.div_ceil(PANEL) {
+                        let mut acc = [[0i32; PANEL]; ROWS_PER_TASK];
+                        // SAFETY: the CPU has AMX-INT8 and the tile permission (checked above);
+                        // `kp` is a whole number of tiles, `a` holds 32 rows (padded), the
+                        // panel `kp * PANEL` values.
+                        unsafe { amx::int8_tile_32x32(a, kp, kp, self.panel(p), &mut acc) };
+                        let tile = Tile {
+                            a,
+                            rows,
+                            row_scales: scales,
+                            col0: p * PANEL,
+                        };
+                        self.store(&tile, &acc, out_rows);
+                    }
+                    // SAFETY: as above.
+                    unsafe { amx::release_tiles() };
+                    return;
+                }
                 for p in 0..n.div_ceil(PANEL) {
                     for r in (0..rows).step_by(MR) {
                         let mr = MR.min(rows - r);
@@ -194,7 +225,7 @@ impl PackedInt8 {
     }
 
     /// `out[r, col0 + c] = rescale(acc[r][c])` for the tile's real rows and channels.
-    fn store(&self, tile: &Tile, acc: &[[i32; PANEL]; MR], out: &mut [f32]) {
+    fn store(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if cpu_features().avx512 {
             // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the body is safe Rust.
@@ -205,12 +236,12 @@ impl PackedInt8 {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn store_avx512(&self, tile: &Tile, acc: &[[i32; PANEL]; MR], out: &mut [f32]) {
+    unsafe fn store_avx512(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [f32]) {
         self.store_portable(tile, acc, out)
     }
 
     #[inline(always)]
-    fn store_portable(&self, tile: &Tile, acc: &[[i32; PANEL]; MR], out: &mut [f32]) {
+    fn store_portable(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [f32]) {
         let n = self.n;
         let c0 = tile.col0;
         let cols = PANEL.min(n - c0);
@@ -415,6 +446,8 @@ mod tests {
             (33, 384, 65),
             (17, 1536, 384),
             (40, 384, 1536),
+            (64, 100, 96),
+            (97, 768, 33),
         ];
         for (m, k, n) in shapes {
             let x = values(m * k, 1);

@@ -31,6 +31,7 @@ macro_rules! with_rows {
 pub(crate) use with_rows;
 
 pub mod activation;
+mod amx;
 pub mod attention;
 mod bf16_gemm;
 mod cpu_features;
@@ -123,7 +124,7 @@ pub(crate) fn relu<B: burn::tensor::backend::Backend, const D: usize>(
 /// int8 and bf16 kernels picked.
 pub fn describe() -> String {
     let bf16 = match Bf16Kernel::best() {
-        Bf16Kernel::Avx512Bf16 => Bf16Kernel::Avx512Bf16.name(),
+        kernel @ (Bf16Kernel::Amx | Bf16Kernel::Avx512Bf16) => kernel.name(),
         // The portable kernel is never picked for --precision bf16 (check_cpu refuses it).
         Bf16Kernel::Portable => "unavailable (needs avx512_bf16)",
     };

@@ -13,13 +13,14 @@ pub enum Precision {
     F32,
     /// Weights quantized once, symmetric int8 per output channel; activations quantized per
     /// row (asymmetric u8, dynamic); `u8 x i8 -> i32` products, rescaled to f32 with the bias.
-    /// On burn-flex these run as integer matrix products (AVX-512 VNNI / AVX-VNNI where the
-    /// CPU has them, a portable kernel elsewhere); other backends compute the same quantized
+    /// On burn-flex these run as integer matrix products (AMX-INT8, AVX-512 VNNI or AVX-VNNI
+    /// where the CPU has them, a portable kernel elsewhere); other backends compute the same quantized
     /// values with f32 ops.
     Int8,
     /// Weights rounded once to bf16 (round to nearest even), activations rounded per call;
     /// `bf16 x bf16` products accumulated in f32. On burn-flex these run as AVX-512 BF16 dot
-    /// products (`vdpbf16ps`: twice the multiply-adds of an f32 FMA per instruction); other
+    /// products (`vdpbf16ps`: twice the multiply-adds of an f32 FMA per instruction), or as AMX
+    /// tile products (`tdpbf16ps`) where the CPU has AMX; other
     /// backends multiply f32 activations by the rounded weights. Needs a CPU with AVX-512 BF16
     /// ([`Precision::check_cpu`]).
     Bf16,
