@@ -82,6 +82,13 @@ pub struct TokenizedText {
     pub type_ids: Vec<u32>,
     /// The tokens as strings (e.g. `##ing`), for reports.
     pub tokens: Vec<String>,
+    /// Byte range of each token in the text as tokenized (lowercased first when the model
+    /// lowercases); `(0, 0)` for special tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// Whether each token is a special token (`[CLS]`, `[SEP]`) added by the tokenizer.
+    pub special: Vec<bool>,
+    /// Whether the text was cut to `max_seq_length` (some of its tokens were dropped).
+    pub truncated: bool,
 }
 
 impl TokenizedText {
@@ -170,6 +177,13 @@ impl TextTokenizer {
                 ids: e.get_ids().to_vec(),
                 type_ids: e.get_type_ids().to_vec(),
                 tokens: e.get_tokens().to_vec(),
+                offsets: e.get_offsets().to_vec(),
+                special: e
+                    .get_special_tokens_mask()
+                    .iter()
+                    .map(|&m| m != 0)
+                    .collect(),
+                truncated: !e.get_overflowing().is_empty(),
             })
             .collect())
     }
