@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
+pub mod http_client;
 pub mod minilm;
 
 use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TensorFile, TransformerEncoder};
