@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::compress::{distill, prune, quantize};
 use crate::commands::{
-    augment, bench, classify, embed, explain, forward, info, init, similarity, train_classifier,
+    augment, bench, classify, embed, explain, forward, info, init, serve, similarity,
+    train_classifier,
 };
 use crate::usage::UsageError;
 
@@ -79,6 +80,9 @@ enum Command {
     TrainClassifier(train_classifier::TrainClassifierArgs),
     /// Classify texts with a trained classifier, or evaluate it on labelled texts (--eval).
     Classify(classify::ClassifyArgs),
+    /// Serve a text model over HTTP: OpenAI's /v1/embeddings and text-embeddings-inference's
+    /// /embed, /similarity, /tokenize, with /info, /health and Prometheus /metrics.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,8 +111,6 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION")
         );
     }));
-    remove_half_written_outputs_on_signal();
-
     quiet_window_system_probe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -122,6 +124,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    // `kiln serve` handles SIGINT / SIGTERM itself: it stops accepting, finishes the requests
+    // in flight and exits 0. It writes no files, so there is nothing half-written to remove.
+    if !matches!(cli.command, Command::Serve(_)) {
+        remove_half_written_outputs_on_signal();
+    }
     init_logging(&cli.log);
     kiln::weights::allow_nonfinite_weights(cli.allow_nonfinite);
     kiln::memory::set_memory_limit(cli.memory_limit);
@@ -140,6 +147,7 @@ fn main() -> ExitCode {
         Command::Augment(args) => augment::run(args),
         Command::TrainClassifier(args) => train_classifier::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Serve(args) => serve::run(args),
     });
     remove_runtime_dir();
     match result {

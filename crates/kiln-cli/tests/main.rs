@@ -9,3 +9,4 @@ mod compress;
 mod embed;
 mod explain;
 mod reliability;
+mod serve;

@@ -9,5 +9,6 @@ pub mod explain;
 pub mod forward;
 pub mod info;
 pub mod init;
+pub mod serve;
 pub mod similarity;
 pub mod train_classifier;
