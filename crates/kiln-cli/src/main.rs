@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+// The backend dispatch of every command (`crate::with_backend!` in the command modules).
+use kiln::{with_autodiff_backend, with_backend};
 
 use crate::commands::compress::{distill, prune, quantize};
 use crate::commands::{

@@ -51,6 +51,9 @@ pub enum KilnError {
         feature: &'static str,
         found: String,
     },
+    /// No device of the requested backend (e.g. `wgpu` on a machine without a wgpu adapter).
+    #[error("{0}")]
+    NoDevice(String),
     /// A JSON file could not be parsed.
     #[error("{path}: {reason}")]
     Json { path: PathBuf, reason: String },

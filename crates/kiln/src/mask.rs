@@ -101,6 +101,25 @@ impl<B: Backend> KeyPaddingMask<B> {
         }
     }
 
+    /// A `[B, S]` bool mask given row-major on the host (`true` = padding). A mask whose rows
+    /// only pad their end becomes lengths ([`Self::Lengths`]): the same mask, built on the
+    /// device only where the encoder's path needs it; any other becomes a bool tensor on
+    /// `device`. `values.len()` must be `batch * seq`.
+    pub fn from_bool_values(
+        values: Vec<bool>,
+        [batch, seq]: [usize; 2],
+        device: &B::Device,
+    ) -> Self {
+        debug_assert_eq!(values.len(), batch * seq);
+        match suffix_lengths(&values, seq) {
+            Some(lengths) if lengths.len() == batch => Self::from_lengths(&lengths, seq),
+            _ => Self::Bool(Tensor::from_data(
+                burn::tensor::TensorData::new(values, [batch, seq]),
+                device,
+            )),
+        }
+    }
+
     /// The mask's dimensions, `[B, S]`.
     pub fn dims(&self) -> [usize; 2] {
         match self {
@@ -128,6 +147,21 @@ impl<B: Backend> From<Tensor<B, 2>> for KeyPaddingMask<B> {
     fn from(t: Tensor<B, 2>) -> Self {
         Self::Float(t)
     }
+}
+
+/// The real lengths of a row-major `[B, S]` bool mask whose rows are `false..., true...`
+/// (`true` = padding); `None` if any row has padding before a real token (or `seq` is 0).
+pub fn suffix_lengths(values: &[bool], seq: usize) -> Option<Vec<usize>> {
+    if seq == 0 {
+        return None;
+    }
+    values
+        .chunks(seq)
+        .map(|row| {
+            let len = row.iter().position(|&padded| padded).unwrap_or(seq);
+            row[len..].iter().all(|&padded| padded).then_some(len)
+        })
+        .collect()
 }
 
 /// A `[B, S]` bool padding mask from sequence lengths: `[b, j]` is `true` (padding, masked out)

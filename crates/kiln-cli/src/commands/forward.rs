@@ -349,8 +349,7 @@ fn read_src_mask<B: Backend>(path: &Path, device: &B::Device) -> Result<SrcMask<
 }
 
 /// A `[B, S]` key padding mask. A bool mask that only pads the end of each row becomes
-/// lengths on the host ([`KeyPaddingMask::Lengths`]): the same mask, built on the device only
-/// where the encoder's path needs it.
+/// lengths on the host ([`KeyPaddingMask::from_bool_values`]).
 fn read_padding_mask<B: Backend>(path: &Path, device: &B::Device) -> Result<KeyPaddingMask<B>> {
     let array = npy::read(path)?;
     if array.shape().len() != 2 {
@@ -361,27 +360,11 @@ fn read_padding_mask<B: Backend>(path: &Path, device: &B::Device) -> Result<KeyP
         );
     }
     Ok(match array {
-        npy::NpyArray::Bool { shape, values } => match suffix_lengths(&values, shape[1]) {
-            Some(lengths) => KeyPaddingMask::from_lengths(&lengths, shape[1]),
-            None => KeyPaddingMask::Bool(bool_tensor(shape, values, device)),
-        },
+        npy::NpyArray::Bool { shape, values } => {
+            KeyPaddingMask::from_bool_values(values, [shape[0], shape[1]], device)
+        }
         npy::NpyArray::Float(t) => KeyPaddingMask::Float(t.to_tensor(device)),
     })
-}
-
-/// The real lengths of a row-major `[B, S]` bool mask whose rows are `false..., true...`
-/// (`true` = padding); `None` if any row has padding before a real token.
-fn suffix_lengths(values: &[bool], seq: usize) -> Option<Vec<usize>> {
-    if seq == 0 {
-        return None;
-    }
-    values
-        .chunks(seq)
-        .map(|row| {
-            let len = row.iter().position(|&padded| padded).unwrap_or(seq);
-            row[len..].iter().all(|&padded| padded).then_some(len)
-        })
-        .collect()
 }
 
 fn write_attentions<B: Backend>(path: &Path, attentions: Vec<Tensor<B, 4>>) -> Result<()> {
