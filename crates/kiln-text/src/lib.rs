@@ -29,7 +29,7 @@ pub use embeddings::BertEmbeddings;
 pub use error::{Result, TextError};
 pub use model::BertModel;
 pub use model_dir::ModelDir;
-pub use pipeline::{BatchTensors, SentencePipeline, Vocabulary, DEFAULT_BATCH_SIZE};
+pub use pipeline::{BatchTensors, EmbedOptions, SentencePipeline, Vocabulary, DEFAULT_BATCH_SIZE};
 pub use pooling::{normalize, Pooling, PoolingConfig};
 pub use text_encoder::{cosine, TextEncoder};
 pub use tokenize::{TextTokenizer, TokenizedText};

@@ -14,6 +14,18 @@ use crate::tokenize::{TextTokenizer, TokenizedText};
 /// Texts per forward pass unless told otherwise (sentence-transformers' default).
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
+/// What one embedding call may choose apart from the pipeline's settings: texts per forward
+/// pass and whether sentence vectors are scaled to unit length. A shared encoder serves callers
+/// with different choices without being copied (the Python bindings' `embed(batch_size=...,
+/// normalize=...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbedOptions {
+    /// Texts per forward pass (at least 1).
+    pub batch_size: usize,
+    /// Whether sentence vectors are scaled to unit length.
+    pub normalize: bool,
+}
+
 /// Tokenizer, pooling, normalization and batching of a sentence encoder: sentence-transformers'
 /// modules around the Transformer.
 #[derive(Debug, Clone)]
@@ -212,6 +224,14 @@ impl SentencePipeline {
         self.embed_batch(model, &self.batch_tensors(texts, device))
     }
 
+    /// The pipeline's own [`EmbedOptions`]: its `batch_size` and `normalize`.
+    pub fn options(&self) -> EmbedOptions {
+        EmbedOptions {
+            batch_size: self.batch_size,
+            normalize: self.normalize,
+        }
+    }
+
     /// Embeds `texts` with `model`, one row per text in input order, calling `progress(n)`
     /// after each batch of `n` texts. Texts are sorted by length (longest first, like
     /// sentence-transformers) and batched (`batch_size`) so that little padding is computed.
@@ -220,6 +240,18 @@ impl SentencePipeline {
         model: &BertModel<B>,
         texts: &[S],
         device: &B::Device,
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.embed_with(model, texts, device, self.options(), progress)
+    }
+
+    /// [`Self::embed`] with `options` in place of the pipeline's `batch_size` and `normalize`.
+    pub fn embed_with<B: Backend, S: AsRef<str>>(
+        &self,
+        model: &BertModel<B>,
+        texts: &[S],
+        device: &B::Device,
+        options: EmbedOptions,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
         let tokenized = self.tokenize(texts)?;
@@ -227,9 +259,16 @@ impl SentencePipeline {
         let mut order: Vec<usize> = (0..tokenized.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].len()));
         let mut rows = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size.max(1)) {
+        for chunk in order.chunks(options.batch_size.max(1)) {
             let batch: Vec<TokenizedText> = chunk.iter().map(|&i| tokenized[i].clone()).collect();
-            let pooled = self.embed_tokenized(model, &batch, device)?;
+            let tensors = self.batch_tensors::<B>(&batch, device);
+            let tokens = self.token_embeddings(model, &tensors)?;
+            let pooled = self.pooling.pool(tokens, tensors.padding.clone());
+            let pooled = if options.normalize {
+                normalize(pooled)
+            } else {
+                pooled
+            };
             let values: Vec<f32> = pooled
                 .into_data()
                 .convert::<f32>()

@@ -12,7 +12,7 @@ use crate::error::{Result, TextError};
 use crate::json::read_json;
 use crate::model::BertModel;
 use crate::model_dir::ModelDir;
-use crate::pipeline::{BatchTensors, SentencePipeline};
+use crate::pipeline::{BatchTensors, EmbedOptions, SentencePipeline};
 use crate::pooling::{Pooling, PoolingConfig};
 use crate::tokenize::{TextTokenizer, TokenizedText};
 
@@ -269,6 +269,18 @@ impl<B: Backend> TextEncoder<B> {
     ) -> Result<Vec<Vec<f32>>> {
         self.pipeline
             .embed(&self.model, texts, &self.device, progress)
+    }
+
+    /// [`Self::embed_with_progress`] with `options` in place of the encoder's batch size and
+    /// normalization, for one call (the encoder is shared, not changed).
+    pub fn embed_with<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        options: EmbedOptions,
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.pipeline
+            .embed_with(&self.model, texts, &self.device, options, progress)
     }
 
     /// Embeds `texts` into one tensor, rows in input order.
