@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages kiln's tests need on a fresh Debian machine:
 # - mesa-vulkan-drivers: lavapipe, a software Vulkan device, so the wgpu tests run without a GPU;
-# - libopenblas-dev: the OpenBLAS that the optional `blas` feature links.
+# - libopenblas-dev: the OpenBLAS that the optional `blas` feature links;
+# - python3-venv: the virtual environment scripts/test_python.sh builds the Python package in.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
@@ -10,6 +11,9 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
 fi
 if ! ls /usr/lib/x86_64-linux-gnu/libopenblas.so* /usr/lib/*/libopenblas.so* >/dev/null 2>&1; then
   need+=(libopenblas-dev)
+fi
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
