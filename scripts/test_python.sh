@@ -30,7 +30,7 @@ maturin develop --manifest-path crates/kiln-py/Cargo.toml
 model="$(bash scripts/fetch_minilm.sh)"
 export KILN_MINILM="$PWD/$model"
 # The CLI the tests compare with (`kiln embed`, `kiln forward`): the one `cargo test --workspace`
-# built. Without it those comparisons are skipped.
+# built. Without one the tests that compare with it fail.
 if [ -z "${KILN:-}" ] && [ -x target/debug/kiln ]; then
   export KILN="$PWD/target/debug/kiln"
 fi

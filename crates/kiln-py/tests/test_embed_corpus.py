@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-ray = pytest.importorskip("ray")
+import pyarrow as pa  # noqa: E402  (installed by scripts/test_python.sh: never skipped)
+import pyarrow.parquet as pq  # noqa: E402
+import ray  # noqa: E402
 
 import kiln  # noqa: E402
 from kiln import embed_corpus as ec  # noqa: E402

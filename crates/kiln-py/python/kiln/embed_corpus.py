@@ -651,7 +651,12 @@ def _run(
             },
             **remote_args,
         )
-        dataset.write_datasink(BlockParquetSink(str(out.resolve())))
+        # Write tasks reserve no CPU: the actors hold the CPUs they reserved for the whole run,
+        # and a write task waiting for one would keep every embedded block in memory until the
+        # end (and lose it all to a crash) instead of writing each as it is done.
+        dataset.write_datasink(
+            BlockParquetSink(str(out.resolve())), ray_remote_args={"num_cpus": 0}
+        )
     finally:
         if started_ray:
             ray.shutdown()
