@@ -7,8 +7,8 @@
 # CI runs this after `cargo test --workspace`, which has compiled every kiln, burn and wgpu crate
 # the extension needs in that profile with the same CARGO_* settings (set below as .ci/run sets
 # them); crates/kiln-py/Cargo.toml gives its dependencies the features the workspace's tests
-# resolve, so those artifacts are reused and only kiln-py itself is compiled and linked (check:
-# cargo's output lists no "Compiling burn..."). A release build (`maturin develop --release`)
+# resolve, so those artifacts are reused and only PyO3, numpy and kiln's crates are compiled
+# (scripts/check_py_build_reuse.sh checks it first). A release build (`maturin develop --release`)
 # would recompile the whole dependency tree for a faster test run that does not pay it back;
 # the dev profile already optimises dependencies (opt-level 2) and kiln's crates (1).
 set -euo pipefail
@@ -25,6 +25,9 @@ fi
 export VIRTUAL_ENV="$PWD/$venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 
+# Fails when the extension's build would not reuse the tests' compiled dependencies (a CI step
+# that silently grows by ten minutes otherwise).
+bash scripts/check_py_build_reuse.sh
 maturin develop --manifest-path crates/kiln-py/Cargo.toml
 
 model="$(bash scripts/fetch_minilm.sh)"
