@@ -23,6 +23,10 @@ pub enum AugmentError {
     /// From a pluggable translator.
     #[error("translation failed: {0}")]
     Translation(String),
+    /// A translator that is not installed, or lacks a language pair; the message names what
+    /// to install (e.g. `apertium is not installed: apt-get install apertium apertium-eng-spa`).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// `Result` with [`AugmentError`].

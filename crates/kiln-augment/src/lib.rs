@@ -6,6 +6,8 @@
 //!   deletion, with the paper's rates; synonyms from WordNet 3.0 ([`wordnet`], Debian's
 //!   `wordnet-base` database files, `scripts/fetch_wordnet.sh`);
 //! - [`translate`]: back-translation through a pluggable [`translate::Translator`];
+//!   [`apertium::Apertium`] is one, over Debian's offline Apertium, and [`back_translation`]
+//!   makes K variants per text from it;
 //! - [`tokens`]: token-id masking and span cutoff;
 //! - [`embedding`]: Gaussian noise and mixup on embeddings, for training.
 //!
@@ -21,6 +23,8 @@
 //! # Ok::<(), kiln_augment::AugmentError>(())
 //! ```
 
+pub mod apertium;
+pub mod back_translation;
 mod chunked_list;
 pub mod eda;
 pub mod embedding;

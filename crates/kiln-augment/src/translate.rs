@@ -1,13 +1,14 @@
 //! Back-translation (Sennrich et al. 2016; UDA's main augmentation): translate to a pivot
-//! language and back. kiln ships no translator: a real one plugs in through [`Translator`]
-//! (e.g. a wrapper around a Marian/NLLB model served locally, or a translation API client).
+//! language and back. A translator plugs in through [`Translator`]: kiln ships
+//! [`crate::apertium::Apertium`] (offline, rule-based); a wrapper around a Marian/NLLB model
+//! served locally, or a translation API client, would implement it the same way.
 
 use crate::error::Result;
 
 /// A machine translation system.
 pub trait Translator {
-    /// Translates `texts` from language `from` to `to` (ISO 639-1 codes, e.g. `en`, `de`),
-    /// one output per input, in order.
+    /// Translates `texts` from language `from` to `to` (ISO 639 codes, e.g. `en`, `de`;
+    /// Apertium also takes 639-3 codes such as `eng`, `spa`), one output per input, in order.
     fn translate(&self, texts: &[String], from: &str, to: &str) -> Result<Vec<String>>;
 }
 

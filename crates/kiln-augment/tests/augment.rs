@@ -1,10 +1,12 @@
 //! kiln-augment: WordNet lookups, EDA's operations as specified, determinism under a seed,
-//! token- and embedding-level ops, back-translation through a Translator.
+//! token- and embedding-level ops, back-translation through a Translator and through Apertium.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use kiln_augment::apertium::Apertium;
+use kiln_augment::back_translation::BackTranslation;
 use kiln_augment::eda::{self, apply, clean, words, EdaConfig, Operation};
 use kiln_augment::tokens::{mask_tokens, span_cutoff};
 use kiln_augment::translate::{back_translate, Translator};
@@ -277,4 +279,210 @@ fn back_translation_goes_through_the_pivot_and_back() {
         *translator.0.borrow(),
         [("en".into(), "de".into()), ("de".into(), "en".into())]
     );
+}
+
+// Apertium (scripts/install_apertium.sh; CI installs it): these tests fail, never skip, when it
+// or its English-Spanish / English-Catalan pairs are missing. Exact translations are those of
+// Debian 12's apertium-eng-spa 0.8.1 and apertium-eng-cat 1.0.1.
+
+/// Apertium with the pairs the tests use, or a failure that says how to install them.
+fn apertium() -> Apertium {
+    let apertium = Apertium::new();
+    for (from, to) in [
+        ("eng", "spa"),
+        ("spa", "eng"),
+        ("eng", "cat"),
+        ("cat", "eng"),
+    ] {
+        if let Err(e) = apertium.mode(from, to) {
+            panic!("{e} (bash scripts/install_apertium.sh installs what these tests need)");
+        }
+    }
+    apertium
+}
+
+fn lines(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| t.to_string()).collect()
+}
+
+#[test]
+fn apertium_translates_fixed_sentences_there_and_back() {
+    let apertium = apertium();
+    let texts = lines(&["The dog is small.", "I love my cat.", "It runs."]);
+    let spanish = apertium.translate(&texts, "eng", "spa").unwrap();
+    assert_eq!(
+        spanish,
+        ["El perro es pequeño.", "Quiero mi gato.", "Corre."],
+        "the final full stop survives (Apertium drops one right before a NUL)"
+    );
+    let back = back_translate(&apertium, &texts, "eng", "spa").unwrap();
+    assert_eq!(back, ["The dog is small.", "I want my cat.", "It runs."]);
+    // ISO 639-1 codes name the same pair; Catalan is another pivot.
+    assert_eq!(
+        apertium.translate(&texts[..1], "en", "es").unwrap(),
+        spanish[..1]
+    );
+    assert_eq!(
+        apertium.translate(&texts[..1], "eng", "cat").unwrap(),
+        ["El gos és petit."]
+    );
+}
+
+#[test]
+fn apertium_keeps_lines_aligned_through_markup_and_empty_lines() {
+    let reserved = [
+        '\\', '[', ']', '^', '$', '/', '<', '>', '{', '}', '@', '*', '#', '~',
+    ];
+    let mut texts = Vec::new();
+    for i in 0..40 {
+        texts.push(match i % 5 {
+            0 => String::new(),
+            1 => format!("Line {i}: <b>bold</b> a*b #tag @user ^x$ [y] {{z}} \\ ~ end."),
+            2 => format!("Line {i} has xqzzyfoo words."),
+            3 => "   ".to_string(),
+            _ => format!("Line {i}: 50% of *everything* is {{fine}}/[ok].\ttab\r"),
+        });
+    }
+    let apertium = apertium().with_batch_lines(7);
+    let spanish = apertium.translate(&texts, "eng", "spa").unwrap();
+    let back = apertium.translate(&spanish, "spa", "eng").unwrap();
+    assert_eq!((spanish.len(), back.len()), (texts.len(), texts.len()));
+    for (i, (text, out)) in texts.iter().zip(&back).enumerate() {
+        if text.trim().is_empty() {
+            assert_eq!(out, "", "line {i}: blank in, empty out");
+            continue;
+        }
+        // Numbers pass through Apertium untranslated: each line still holds its own.
+        assert!(
+            out.split(|c: char| !c.is_ascii_digit())
+                .any(|n| n == i.to_string()),
+            "line {i}: {out:?} from {text:?}"
+        );
+        for c in reserved {
+            let count = |s: &str| s.chars().filter(|&x| x == c).count();
+            assert_eq!(
+                count(out),
+                count(text),
+                "line {i}, {c:?}: {out:?} from {text:?}"
+            );
+        }
+        assert!(!out.contains('\t') && !out.contains('\r'), "{out:?}");
+    }
+    assert_eq!(
+        back[2], "Line 2 has xqzzyfoo words.",
+        "unknown-word markers (*xqzzyfoo) removed, the word kept"
+    );
+    assert_eq!(
+        back[1],
+        "Line 1: <b>bold</b> a*b #user @of label ^x$ [and] {z} \\ ~ end."
+    );
+    // The batch size does not change a line's translation.
+    let one_batch = Apertium::new().translate(&texts, "eng", "spa").unwrap();
+    assert_eq!(one_batch, spanish);
+}
+
+#[test]
+fn apertium_missing_or_without_the_pair_is_a_clear_error() {
+    let err = Apertium::new()
+        .with_program("/nonexistent/apertium")
+        .translate(&lines(&["a"]), "eng", "spa")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("apertium is not installed")
+            && err.contains("apt-get install apertium apertium-eng-spa"),
+        "{err}"
+    );
+    // A data directory without modes: every pair is missing.
+    let dir = std::env::temp_dir().join(format!("kiln-apertium-empty-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("modes")).unwrap();
+    let empty = apertium().with_data_dir(&dir);
+    let err = empty.mode("eng", "cat").unwrap_err().to_string();
+    assert!(
+        err.contains("English -> Catalan is not installed")
+            && err.contains("eng-cat or en-ca")
+            && err.contains("apt-get install apertium-eng-cat"),
+        "{err}"
+    );
+    let err = empty
+        .translate(&lines(&["a"]), "en", "gl")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("apt-get install apertium-en-gl"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn back_translated_variants_are_deterministic_and_varied() {
+    let apertium = apertium();
+    let texts = lines(&[
+        "A man is playing a guitar on the stage.",
+        "",
+        "The dog is small.",
+    ]);
+    let pivots = vec!["spa".to_string(), "cat".to_string()];
+    let bt = BackTranslation {
+        translator: &apertium,
+        source: "eng",
+        pivots: &pivots,
+        eda: EdaConfig::default(),
+        wordnet: Some(wordnet()),
+    };
+    let variants = bt.variants(&texts, 4, 3, 0).unwrap();
+    assert_eq!(variants.texts.len(), 3);
+    assert!(variants.texts.iter().all(|v| v.len() == 4));
+    assert_eq!(
+        variants.texts[1],
+        ["", "", "", ""],
+        "a blank line stays blank"
+    );
+    // One round trip per pivot first, then a round trip plus one EDA operation.
+    assert_eq!(
+        variants.texts[0][0],
+        "A man is touching a guitar in the phase."
+    );
+    assert_eq!(
+        variants.texts[0][1],
+        "A man is touching a guitar at the stage."
+    );
+    assert_eq!((variants.round_trips, variants.unchanged), (4, 2));
+    assert_eq!(
+        variants.texts[2][..2],
+        ["The dog is small.", "The dog is small."]
+    );
+    for v in &variants.texts[0][2..] {
+        assert_eq!(v, &v.to_lowercase(), "EDA's cleaning: {v}");
+    }
+    assert_eq!(
+        variants,
+        bt.variants(&texts, 4, 3, 0).unwrap(),
+        "deterministic"
+    );
+    let other = bt.variants(&texts, 4, 4, 0).unwrap();
+    assert_eq!(
+        other.texts[0][..2],
+        variants.texts[0][..2],
+        "round trips need no seed"
+    );
+    assert!(
+        (5..25)
+            .any(|s| bt.variants(&texts, 4, s, 0).unwrap().texts[0][2..] != variants.texts[0][2..]),
+        "other seeds draw other EDA operations"
+    );
+    // Without WordNet, no more variants than pivots.
+    let err = BackTranslation {
+        wordnet: None,
+        ..bt
+    }
+    .variants(&texts, 3, 0, 0)
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("WordNet"), "{err}");
+    let two = BackTranslation {
+        wordnet: None,
+        ..bt
+    }
+    .variants(&texts, 2, 0, 0)
+    .unwrap();
+    assert_eq!(two.texts[0], variants.texts[0][..2]);
 }
