@@ -73,12 +73,12 @@ enum Command {
     /// Explain a text model on one text: attention maps, rollout, gradient x input or
     /// Integrated Gradients; JSON report, PNG heatmap, HTML page.
     Explain(explain::ExplainArgs),
-    /// Augment text lines with EDA (WordNet synonyms, insertion, swap, deletion): K augmented
-    /// lines per input line, deterministic under --seed.
+    /// Augment text lines with EDA (WordNet synonyms, insertion, swap, deletion) or
+    /// back-translation (Apertium): K augmented lines per input line, deterministic under --seed.
     Augment(augment::AugmentArgs),
     /// Train a classification head over a frozen text encoder from `label<TAB>text` lines:
-    /// supervised, with EDA copies (--augment eda), UDA consistency (--consistency) or
-    /// pseudo-labels (--pseudo-labels) on unlabelled texts.
+    /// supervised, with EDA or back-translated copies (--augment eda,back-translate), UDA
+    /// consistency (--consistency) or pseudo-labels (--pseudo-labels) on unlabelled texts.
     TrainClassifier(train_classifier::TrainClassifierArgs),
     /// Classify texts with a trained classifier, or evaluate it on labelled texts (--eval).
     Classify(classify::ClassifyArgs),

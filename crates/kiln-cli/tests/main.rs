@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kiln` binary, in one test binary (one link instead of one per file).
 
 mod augment;
+mod back_translation;
 mod bench;
 mod classify;
 mod cli;

@@ -1,4 +1,7 @@
-//! `kiln augment`: EDA text augmentation (WordNet synonyms), K augmented lines per input line.
+//! `kiln augment`: EDA text augmentation (WordNet synonyms) or back-translation (Apertium), K
+//! augmented lines per input line.
+
+mod back_translation;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +29,69 @@ pub enum AugmentMethod {
     Delete,
     /// All four, evenly mixed (Wei & Zou 2019).
     Eda,
+    /// Back-translation through Apertium: English -> --pivot -> English (variants beyond one
+    /// per pivot add one EDA operation).
+    BackTranslate,
 }
+
+/// A pivot language of back-translation: an Apertium pair with English (`--pivot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pivot {
+    /// Spanish (apertium-eng-spa).
+    Spa,
+    /// Catalan (apertium-eng-cat).
+    Cat,
+    /// Galician (apertium-en-gl).
+    Glg,
+    /// Esperanto (apertium-eo-en).
+    Epo,
+    /// Basque (needs an English -> Basque mode; Debian's apertium-eu-en has only the reverse).
+    Eus,
+}
+
+impl Pivot {
+    /// Its ISO 639-3 code, as kiln-augment's Apertium takes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Spa => "spa",
+            Self::Cat => "cat",
+            Self::Glg => "glg",
+            Self::Epo => "epo",
+            Self::Eus => "eus",
+        }
+    }
+}
+
+/// The pivots' codes, each once; an Apertium that has both directions of every pair (checked
+/// before any work, so a missing package is named at once).
+pub fn pivot_translator(
+    pivots: &[Pivot],
+    batch_lines: usize,
+) -> Result<(Vec<String>, kiln_augment::apertium::Apertium)> {
+    let mut codes: Vec<String> = Vec::new();
+    for pivot in pivots {
+        if codes.iter().any(|c| c == pivot.code()) {
+            return Err(usage(format!(
+                "--pivot {} is given twice: each pivot gives one round trip",
+                pivot.code()
+            )));
+        }
+        codes.push(pivot.code().to_string());
+    }
+    if codes.is_empty() {
+        return Err(usage("--pivot needs at least one language"));
+    }
+    let apertium = kiln_augment::apertium::Apertium::new().with_batch_lines(batch_lines);
+    for code in &codes {
+        apertium.mode(SOURCE, code)?;
+        apertium.mode(code, SOURCE)?;
+    }
+    Ok((codes, apertium))
+}
+
+/// The language of the texts back-translation reads: English (every packaged pair is one
+/// with English).
+pub const SOURCE: &str = "eng";
 
 #[derive(Args, Debug)]
 pub struct AugmentArgs {
@@ -64,6 +129,13 @@ pub struct AugmentArgs {
     /// scripts/fetch_wordnet.sh fills).
     #[arg(long)]
     pub wordnet: Option<PathBuf>,
+    /// Pivot languages of --method back-translate, comma-separated, one round trip each
+    /// (Apertium pairs with English, as installed).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "spa")]
+    pub pivot: Vec<Pivot>,
+    /// Lines per Apertium process (--method back-translate); the output does not depend on it.
+    #[arg(long, default_value_t = kiln_augment::apertium::DEFAULT_BATCH_LINES, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
+    pub batch: usize,
 }
 
 pub fn run(args: &AugmentArgs) -> Result<()> {
@@ -86,6 +158,9 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
             )));
         }
     }
+    if args.method == AugmentMethod::BackTranslate {
+        return back_translation::run(args, &config);
+    }
     let needs_wordnet = matches!(
         args.method,
         AugmentMethod::Synonym | AugmentMethod::Insert | AugmentMethod::Eda
@@ -101,13 +176,7 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
     };
     // Output first (a missing folder fails now, not after the work), then line by line: the
     // first lines come out while the rest is read, and memory stays flat whatever the size.
-    let mut out = match &args.output {
-        Some(path) => Output::File(
-            kiln::atomic::AtomicFile::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-        ),
-        None => Output::Stdout(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut out = open_output(args)?;
     let bar = progress_bar(
         std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0),
         "{bar:30} {bytes}/{total_bytes} read, eta {eta}",
@@ -144,10 +213,27 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
         Ok(())
     });
     bar.finish_and_clear();
+    close_output(out, finished, args)?;
+    Ok(())
+}
+
+/// `--output` (written atomically) or stdout.
+fn open_output(args: &AugmentArgs) -> Result<Output<'static>> {
+    Ok(match &args.output {
+        Some(path) => Output::File(
+            kiln::atomic::AtomicFile::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => Output::Stdout(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+/// Ends a run whose lines ended with `finished`: the file is committed, stdout flushed. A
+/// reader that went away (`kiln augment | head`) is a normal end: `Ok(false)`.
+fn close_output(out: Output<'_>, finished: Result<()>, args: &AugmentArgs) -> Result<bool> {
     match finished {
         Ok(()) => {}
-        // The reader went away (`kiln augment | head`): a normal end.
-        Err(e) if is_broken_pipe(&e) => return Ok(()),
+        Err(e) if is_broken_pipe(&e) => return Ok(false),
         Err(e) => return Err(e),
     }
     match out {
@@ -157,11 +243,11 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Output::Stdout(mut stdout) => match stdout.flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(false),
             other => other.context("cannot write stdout")?,
         },
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Where augmented lines go.
