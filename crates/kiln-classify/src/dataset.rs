@@ -1,12 +1,14 @@
-//! From texts to a [`TrainingSet`]: draw the augmented views, embed everything once.
+//! From texts to a [`TrainingSet`]: make the augmented views (EDA, back-translation), embed
+//! everything once.
 
 use burn::tensor::backend::Backend;
 use kiln_text::TextEncoder;
 
 use crate::data::{LabelSet, LabeledText};
 use crate::error::{ClassifyError, Result};
-use crate::features::{EdaViews, FeatureCache, TextTable};
+use crate::features::{FeatureCache, TextTable};
 use crate::train::{LabeledRow, TrainingSet, UnlabeledRow};
+use crate::views::{views, Augmentation};
 
 /// What to embed: the labelled and unlabelled texts and which of them get augmented views.
 pub struct DatasetSpec<'a> {
@@ -14,10 +16,11 @@ pub struct DatasetSpec<'a> {
     pub labeled: &'a [LabeledText],
     /// Unlabelled texts.
     pub unlabeled: &'a [String],
-    /// Views of the labelled texts (for training on augmented copies).
-    pub labeled_views: Option<EdaViews<'a>>,
-    /// Views of the unlabelled texts (for consistency training).
-    pub unlabeled_views: Option<EdaViews<'a>>,
+    /// How the labelled texts' views are made (for training on augmented copies; none: no
+    /// views).
+    pub labeled_views: &'a [Augmentation<'a>],
+    /// How the unlabelled texts' views are made (for consistency training).
+    pub unlabeled_views: &'a [Augmentation<'a>],
 }
 
 /// How many texts a [`build_training_set`] call embeds (for a progress bar's length).
@@ -41,14 +44,8 @@ pub fn build_training_set<B: Backend>(
 ) -> Result<Embedded> {
     let classes = labels.indices(spec.labeled)?;
     let labeled_texts: Vec<String> = spec.labeled.iter().map(|e| e.text.clone()).collect();
-    let labeled_views = match &spec.labeled_views {
-        Some(v) => v.views(&labeled_texts, 0)?,
-        None => vec![Vec::new(); labeled_texts.len()],
-    };
-    let unlabeled_views = match &spec.unlabeled_views {
-        Some(v) => v.views(spec.unlabeled, labeled_texts.len())?,
-        None => vec![Vec::new(); spec.unlabeled.len()],
-    };
+    let labeled_views = views(spec.labeled_views, &labeled_texts, 0)?;
+    let unlabeled_views = views(spec.unlabeled_views, spec.unlabeled, labeled_texts.len())?;
     let mut table = TextTable::default();
     let labeled = labeled_texts
         .iter()

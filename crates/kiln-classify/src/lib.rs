@@ -5,7 +5,8 @@
 //!
 //! - [`data`]: `label<TAB>text` files and the label set;
 //! - [`head`]: the classification head (linear, or one tanh hidden layer), PyTorch names;
-//! - [`features`], [`dataset`]: every text and its EDA views (kiln-augment) embedded once;
+//! - [`features`], [`views`], [`dataset`]: every text and its EDA or back-translated views
+//!   (kiln-augment) embedded once; [`translation_cache`] keeps back-translations across runs;
 //! - [`train`]: supervised cross-entropy, + augmented copies (EDA), + UDA consistency
 //!   (sharpened, confidence-masked KL to the prediction on an augmented view), + pseudo-labels
 //!   (confidence-thresholded), with AdamW on burn's autodiff;
@@ -24,6 +25,8 @@ pub mod features;
 pub mod head;
 pub mod metrics;
 pub mod train;
+pub mod translation_cache;
+pub mod views;
 
 pub use classifier::{ClassifierManifest, EncoderRef, Prediction, TextClassifier};
 pub use data::{LabelSet, LabeledText};
@@ -33,3 +36,5 @@ pub use metrics::Evaluation;
 pub use train::{
     train_head, ConsistencyConfig, PseudoLabelConfig, StepLog, TrainConfig, TrainingSet,
 };
+pub use translation_cache::TranslationCache;
+pub use views::{Augmentation, BackTranslationViews};
