@@ -2,7 +2,7 @@
 //! with scripts/install_apertium.sh's pairs; these tests fail, never skip, without it): lines
 //! stay aligned through markup and empty lines, K variants per line, the same output for the
 //! same seed whatever the batch size, the summary line, and one-line errors that name the
-//! missing package.
+//! missing package; `train-classifier --augment back-translate` with its translation cache.
 
 use crate::common::{fails_one_line, kiln, succeeds, wordnet_dir};
 
@@ -142,4 +142,100 @@ fn back_translate_errors_name_what_is_missing() {
         1,
     );
     assert!(err.contains("WordNet") && err.contains("--n 2"), "{err}");
+}
+
+const LABELED: &str = "\
+food\tI baked a chocolate cake with butter and sugar for dessert.
+food\tThe soup needs more salt, garlic and fresh basil.
+food\tWe ate pasta with tomato sauce and grated cheese for dinner.
+computers\tThe program crashed with a segmentation fault in the kernel.
+computers\tCompile the source code and link it against the library.
+computers\tThe server ran out of memory and the database stopped.
+";
+
+const UNLABELED: &str = "\
+Slice the onions and fry them in olive oil until golden.
+The network card driver fails to load at boot time.
+";
+
+/// `train-classifier` with back-translated copies of the labelled texts and back-translated
+/// views for UDA; returns the JSON summary.
+fn train_back_translated(dir: &std::path::Path, out: &str, augment: &str) -> serde_json::Value {
+    let model = kiln_tests::minilm::minilm_dir();
+    let result = kiln()
+        .arg("train-classifier")
+        .arg("--model")
+        .arg(&model)
+        .args(["--backend", "ndarray", "--augment", augment])
+        .arg("--labeled")
+        .arg(dir.join("train.tsv"))
+        .arg("--unlabeled")
+        .arg(dir.join("unlabeled.txt"))
+        .args(["--consistency", "--uda-augment", "back-translate"])
+        .args(["--pivot", "spa,cat", "--views", "2", "--steps", "20"])
+        .args(["--wordnet", &wordnet_dir()])
+        .arg("--cache")
+        .arg(dir.join("cache"))
+        .arg("--out")
+        .arg(dir.join(out))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    serde_json::from_slice(&result.stdout).unwrap()
+}
+
+#[test]
+fn train_classifier_back_translates_once_and_caches_the_translations() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.tsv"), LABELED).unwrap();
+    std::fs::write(dir.path().join("unlabeled.txt"), UNLABELED).unwrap();
+    let first = train_back_translated(dir.path(), "a", "eda,back-translate");
+    let first = &first["training"];
+    assert_eq!(first["method"], "consistency");
+    assert_eq!(
+        first["augment"],
+        serde_json::json!(["eda", "back-translate"])
+    );
+    assert_eq!(first["uda_augment"], serde_json::json!(["back-translate"]));
+    assert_eq!(first["pivots"], serde_json::json!(["spa", "cat"]));
+    // 8 texts, 2 pivots, there and back.
+    assert_eq!(first["translator"]["translations"], 32);
+    assert_eq!(first["translator"]["translated_now"], 32);
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("translations-") && name.ends_with(".json"))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+
+    // The same run again: nothing translated, nothing embedded.
+    let second = train_back_translated(dir.path(), "b", "eda,back-translate");
+    let second = &second["training"];
+    assert_eq!(second["translator"]["translated_now"], 0);
+    assert_eq!(second["embedded_texts"], 0);
+    // Back-translation alone reuses the translations too.
+    let third = train_back_translated(dir.path(), "c", "back-translate");
+    let third = &third["training"];
+    assert_eq!(third["translator"]["translated_now"], 0);
+
+    // Usage errors: none with another method, a method twice.
+    for augment in ["none,eda", "eda,eda"] {
+        let out = kiln()
+            .arg("train-classifier")
+            .arg("--model")
+            .arg(kiln_tests::minilm::minilm_dir())
+            .args(["--augment", augment])
+            .arg("--labeled")
+            .arg(dir.path().join("train.tsv"))
+            .arg("--out")
+            .arg(dir.path().join("d"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{augment}");
+    }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use kiln_classify::{ConsistencyConfig, PseudoLabelConfig, TrainConfig};
 
+use crate::commands::augment::Pivot;
 use crate::text_model::TextModelArgs;
 
 /// `--augment`.
@@ -14,6 +15,17 @@ pub enum AugmentChoice {
     None,
     /// EDA (synonym replacement, insertion, swap, deletion; WordNet).
     Eda,
+    /// Back-translation through Apertium (one copy per --pivot).
+    BackTranslate,
+}
+
+/// `--uda-augment`: how consistency training augments the unlabelled texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UdaAugment {
+    /// EDA views (--views of them).
+    Eda,
+    /// Back-translated views through Apertium (one per --pivot), as in UDA's paper.
+    BackTranslate,
 }
 
 #[derive(Args, Debug)]
@@ -26,12 +38,28 @@ pub struct TrainClassifierArgs {
     /// Unlabelled texts, one per line (for --consistency and --pseudo-labels).
     #[arg(long)]
     pub unlabeled: Option<PathBuf>,
-    /// Also train on augmented copies of the labelled texts.
-    #[arg(long, value_enum, default_value_t = AugmentChoice::None)]
-    pub augment: AugmentChoice,
-    /// UDA consistency training on the unlabelled texts (their EDA views).
+    /// Also train on augmented copies of the labelled texts (comma-separated to combine:
+    /// eda,back-translate).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    pub augment: Vec<AugmentChoice>,
+    /// UDA consistency training on the unlabelled texts (their augmented views, see
+    /// --uda-augment).
     #[arg(long, requires = "unlabeled")]
     pub consistency: bool,
+    /// The augmented views of the unlabelled texts for --consistency (comma-separated to
+    /// combine).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "eda",
+        requires = "consistency"
+    )]
+    pub uda_augment: Vec<UdaAugment>,
+    /// Pivot languages of back-translation, comma-separated, one view each (Apertium pairs
+    /// with English, as installed).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "spa")]
+    pub pivot: Vec<Pivot>,
     /// Pseudo-labels on the unlabelled texts.
     #[arg(long, requires = "unlabeled")]
     pub pseudo_labels: bool,
@@ -102,4 +130,26 @@ pub struct TrainClassifierArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+impl TrainClassifierArgs {
+    /// Whether the labelled texts get `choice`'s copies.
+    pub fn augments(&self, choice: AugmentChoice) -> bool {
+        self.augment.contains(&choice)
+    }
+
+    /// Whether consistency training uses `choice`'s views of the unlabelled texts.
+    pub fn uda_augments(&self, choice: UdaAugment) -> bool {
+        self.consistency && self.uda_augment.contains(&choice)
+    }
+
+    /// Whether anything is back-translated (Apertium is needed).
+    pub fn back_translates(&self) -> bool {
+        self.augments(AugmentChoice::BackTranslate) || self.uda_augments(UdaAugment::BackTranslate)
+    }
+
+    /// Whether anything gets EDA views (WordNet is needed).
+    pub fn needs_wordnet(&self) -> bool {
+        self.augments(AugmentChoice::Eda) || self.uda_augments(UdaAugment::Eda)
+    }
 }

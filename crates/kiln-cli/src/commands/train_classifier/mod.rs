@@ -1,10 +1,10 @@
 //! `kiln train-classifier`: a classification head over a frozen text encoder, trained
-//! supervised, with EDA copies, UDA consistency or pseudo-labels.
+//! supervised, with EDA or back-translated copies, UDA consistency or pseudo-labels.
 
 mod args;
 mod training;
 
-pub use args::{AugmentChoice, TrainClassifierArgs};
+pub use args::{AugmentChoice, TrainClassifierArgs, UdaAugment};
 
 use anyhow::{Context, Result};
 use kiln_augment::eda::EdaConfig;
@@ -12,6 +12,7 @@ use kiln_augment::wordnet::WordNet;
 use kiln_classify::data::LabelSet;
 
 use crate::backend_select::{announce, select};
+use crate::commands::augment::pivot_translator;
 use crate::commands::classify::labeled_file;
 use crate::common::{inside, read_lines, same_file, wordnet_dir};
 use crate::text_model;
@@ -27,6 +28,16 @@ fn check_train_args(args: &TrainClassifierArgs) -> Result<()> {
     }
     if args.views == 0 {
         return Err(usage("--views must be at least 1"));
+    }
+    if args.augment.len() > 1 && args.augments(AugmentChoice::None) {
+        return Err(usage(
+            "--augment none cannot be combined with other augmentations",
+        ));
+    }
+    if has_duplicates(&args.augment) || has_duplicates(&args.uda_augment) {
+        return Err(usage(
+            "--augment and --uda-augment name each method at most once",
+        ));
     }
     EdaConfig::uniform(args.alpha)
         .check()
@@ -77,6 +88,13 @@ fn check_train_args(args: &TrainClassifierArgs) -> Result<()> {
     Ok(())
 }
 
+fn has_duplicates<T: PartialEq>(items: &[T]) -> bool {
+    items
+        .iter()
+        .enumerate()
+        .any(|(i, x)| items[..i].contains(x))
+}
+
 pub fn run(args: &TrainClassifierArgs) -> Result<()> {
     check_train_args(args)?;
     let labeled = labeled_file(&args.labeled)?;
@@ -102,12 +120,21 @@ pub fn run(args: &TrainClassifierArgs) -> Result<()> {
         }
         None => None,
     };
-    let wordnet = if args.augment == AugmentChoice::Eda || args.consistency {
+    let wordnet = if args.needs_wordnet() {
         let dir = wordnet_dir(args.wordnet.as_ref());
         Some(
             WordNet::load(&dir)
                 .with_context(|| format!("cannot load WordNet from {}", dir.display()))?,
         )
+    } else {
+        None
+    };
+    // Apertium and its pairs are checked before the model is loaded.
+    let back_translation = if args.back_translates() {
+        Some(pivot_translator(
+            &args.pivot,
+            kiln_augment::apertium::DEFAULT_BATCH_LINES,
+        )?)
     } else {
         None
     };
@@ -120,6 +147,9 @@ pub fn run(args: &TrainClassifierArgs) -> Result<()> {
         &unlabeled,
         eval.as_deref(),
         wordnet.as_ref(),
+        back_translation
+            .as_ref()
+            .map(|(pivots, apertium)| (pivots.as_slice(), apertium)),
         &device,
         selection.backend.name()
     ))

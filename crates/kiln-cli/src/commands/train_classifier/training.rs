@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::prelude::Backend;
 use kiln::atomic::StagedDir;
+use kiln_augment::apertium::Apertium;
 use kiln_augment::eda::EdaConfig;
 use kiln_augment::wordnet::WordNet;
 use kiln_classify::classifier::{save_classifier, ClassifierManifest, EncoderRef, FORMAT_VERSION};
@@ -15,17 +16,21 @@ use kiln_classify::dataset::{build_training_set, DatasetSpec};
 use kiln_classify::features::{EdaViews, FeatureCache, Features};
 use kiln_classify::train::{argmax, predict_proba, train_head};
 use kiln_classify::{
-    ClassifierHeadConfig, ConsistencyConfig, Evaluation, PseudoLabelConfig, StepLog, TrainConfig,
+    Augmentation, BackTranslationViews, ClassifierHeadConfig, ConsistencyConfig, Evaluation,
+    PseudoLabelConfig, StepLog, TrainConfig, TranslationCache,
 };
 use serde_json::json;
 
-use super::args::{AugmentChoice, TrainClassifierArgs};
+use super::args::{AugmentChoice, TrainClassifierArgs, UdaAugment};
+use crate::commands::augment::SOURCE;
 use crate::commands::classify::print_evaluation;
 use crate::common::progress_bar;
 use crate::text_model::load;
 use crate::usage::usage;
 
-/// Trains and writes the classifier of `args` with the text model on backend `B`.
+/// Trains and writes the classifier of `args` with the text model on backend `B`; `wordnet`
+/// is loaded when EDA views are asked for, `back_translation` (the pivots and an Apertium
+/// that has their pairs) when back-translated ones are.
 #[allow(clippy::too_many_arguments)]
 pub fn train<B: Backend>(
     args: &TrainClassifierArgs,
@@ -34,17 +39,54 @@ pub fn train<B: Backend>(
     unlabeled: &[String],
     eval: Option<&[LabeledText]>,
     wordnet: Option<&WordNet>,
+    back_translation: Option<(&[String], &Apertium)>,
     device: &B::Device,
     backend: &str,
 ) -> Result<()> {
     let start = Instant::now();
     let encoder = load::<B>(&args.model, device)?;
-    let views = wordnet.map(|wordnet| EdaViews {
+    let eda = wordnet.map(|wordnet| EdaViews {
         wordnet,
         config: EdaConfig::uniform(args.alpha),
         per_text: args.views,
         seed: args.seed,
     });
+    // Translations go through a cache beside the embeddings': a second run translates nothing.
+    let translations = match back_translation {
+        Some((_, apertium)) => Some(
+            TranslationCache::open(args.cache.as_deref(), &apertium.version()?, apertium)
+                .map_err(|e| usage(format!("--cache: {e}")))?,
+        ),
+        None => None,
+    };
+    let back_translated = match (&translations, back_translation) {
+        (Some(cache), Some((pivots, _))) => Some(BackTranslationViews {
+            translator: cache,
+            source: SOURCE,
+            pivots,
+        }),
+        _ => None,
+    };
+    let eda_views = || Augmentation::Eda(eda.expect("WordNet is loaded for EDA views"));
+    let bt_views = || {
+        Augmentation::BackTranslation(
+            back_translated.expect("Apertium is checked for back-translated views"),
+        )
+    };
+    let mut labeled_views = Vec::new();
+    if args.augments(AugmentChoice::Eda) {
+        labeled_views.push(eda_views());
+    }
+    if args.augments(AugmentChoice::BackTranslate) {
+        labeled_views.push(bt_views());
+    }
+    let mut unlabeled_views = Vec::new();
+    if args.uda_augments(UdaAugment::Eda) {
+        unlabeled_views.push(eda_views());
+    }
+    if args.uda_augments(UdaAugment::BackTranslate) {
+        unlabeled_views.push(bt_views());
+    }
     let spec = DatasetSpec {
         labeled,
         unlabeled: if args.consistency || args.pseudo_labels {
@@ -52,8 +94,8 @@ pub fn train<B: Backend>(
         } else {
             &[]
         },
-        labeled_views: views.filter(|_| args.augment == AugmentChoice::Eda),
-        unlabeled_views: views.filter(|_| args.consistency),
+        labeled_views: &labeled_views,
+        unlabeled_views: &unlabeled_views,
     };
     let mut cache = match &args.cache {
         Some(dir) => Some(
@@ -79,6 +121,28 @@ pub fn train<B: Backend>(
         |n| embed_bar.inc(n as u64),
     )?;
     embed_bar.finish_and_clear();
+    if let Some(cache) = &translations {
+        // Saved before training: the translations are kept even if a later step fails.
+        cache.save().with_context(|| {
+            format!(
+                "cannot write the translation cache {}",
+                cache
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?;
+        eprintln!(
+            "kiln: back-translation through {}: {} translations, {} by Apertium now, the rest from the cache",
+            args.pivot
+                .iter()
+                .map(|p| p.code())
+                .collect::<Vec<_>>()
+                .join(", "),
+            cache.looked_up(),
+            cache.translated()
+        );
+    }
     let embed_s = start.elapsed().as_secs_f64();
     let views_count = embedded
         .texts
@@ -97,7 +161,7 @@ pub fn train<B: Backend>(
         learning_rate: args.learning_rate,
         weight_decay: args.weight_decay,
         seed: args.seed,
-        augment: args.augment == AugmentChoice::Eda,
+        augment: !labeled_views.is_empty(),
         consistency: args.consistency.then_some(ConsistencyConfig {
             weight: args.uda_weight,
             temperature: args.uda_temperature,
@@ -188,8 +252,12 @@ pub fn train<B: Backend>(
         "labeled_texts": labeled.len(),
         "unlabeled": args.unlabeled,
         "unlabeled_texts": spec.unlabeled.len(),
-        "views_per_text": if views.is_some() { Some(args.views) } else { None },
-        "eda_alpha": if views.is_some() { Some(args.alpha) } else { None },
+        "augment": names(&args.augment),
+        "uda_augment": if args.consistency { Some(names(&args.uda_augment)) } else { None },
+        "views_per_text": if eda.is_some() { Some(args.views) } else { None },
+        "eda_alpha": if eda.is_some() { Some(args.alpha) } else { None },
+        "pivots": back_translation.map(|(pivots, _)| pivots),
+        "translator": translation_cache_summary(translations.as_ref()),
         "distinct_texts": embedded.texts,
         "embedded_texts": embedding,
         "config": config,
@@ -232,4 +300,24 @@ fn step_message(s: &StepLog) -> String {
         m += &format!(", pseudo {p:.4} on {:.0}%", kept * 100.0);
     }
     m + ")"
+}
+
+/// The translator and how many translations it made in this run (the rest came from the cache).
+fn translation_cache_summary(cache: Option<&TranslationCache<'_>>) -> serde_json::Value {
+    match cache {
+        Some(cache) => json!({
+            "translations": cache.looked_up(),
+            "translated_now": cache.translated(),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The flag values of `items`, as typed on the command line.
+fn names<T: clap::ValueEnum>(items: &[T]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|item| item.to_possible_value())
+        .map(|value| value.get_name().to_string())
+        .collect()
 }
