@@ -361,8 +361,8 @@ fn apertium_keeps_lines_aligned_through_markup_and_empty_lines() {
         for c in reserved {
             let count = |s: &str| s.chars().filter(|&x| x == c).count();
             assert_eq!(
-                count(out),
-                count(text),
+                count(out.as_str()),
+                count(text.as_str()),
                 "line {i}, {c:?}: {out:?} from {text:?}"
             );
         }
