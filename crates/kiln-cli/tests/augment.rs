@@ -79,6 +79,17 @@ fn augment_files_and_errors() {
         LINES,
         "input untouched"
     );
+    // `--output -` is stdout, as `--input -` is stdin: no file named `-`.
+    let out = kiln()
+        .current_dir(dir.path())
+        .args(["augment", "--method", "swap", "--n", "2", "--output", "-"])
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 4);
+    assert!(!dir.path().join("-").exists(), "`--output -` wrote a file");
 
     let err = fails_one_line(
         kiln()

@@ -71,11 +71,12 @@ pub(super) fn run(args: &AugmentArgs, config: &EdaConfig) -> Result<()> {
     }
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(
-        "kiln: back-translated {} lines through {} in {seconds:.1} s ({:.0} lines/s), {} variants each; {} of {} round trips came back identical to their line",
+        "kiln: back-translated {} lines through {} in {seconds:.1} s ({:.0} lines/s), {} variant{} each; {} of {} round trips came back identical to their line",
         totals.lines,
         pivots.join(", "),
         totals.lines as f64 / seconds.max(1e-9),
         args.n,
+        if args.n == 1 { "" } else { "s" },
         totals.unchanged,
         totals.round_trips
     );

@@ -4,7 +4,7 @@
 mod back_translation;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -122,7 +122,7 @@ pub struct AugmentArgs {
     /// Read lines from this file (default: stdin).
     #[arg(long, default_value = "-")]
     pub input: PathBuf,
-    /// Write here (atomically) instead of stdout.
+    /// Write here (atomically) instead of stdout (`-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// WordNet database folder (default: $KILN_WORDNET, else .cache/wordnet, which
@@ -150,7 +150,7 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
             "{e} (--alpha or --alpha-sr/--alpha-ri/--alpha-rs/--p-rd)"
         ))
     })?;
-    if let Some(out) = &args.output {
+    if let Some(out) = output_path(args) {
         if same_file(out, &args.input) {
             return Err(usage(format!(
                 "--output {} is the same file as --input: kiln never overwrites its inputs",
@@ -217,9 +217,16 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
     Ok(())
 }
 
+/// The file `--output` names; `None` for stdout (no `--output`, or `-`, as for `--input`).
+fn output_path(args: &AugmentArgs) -> Option<&Path> {
+    args.output
+        .as_deref()
+        .filter(|path| *path != Path::new("-"))
+}
+
 /// `--output` (written atomically) or stdout.
 fn open_output(args: &AugmentArgs) -> Result<Output<'static>> {
-    Ok(match &args.output {
+    Ok(match output_path(args) {
         Some(path) => Output::File(
             kiln::atomic::AtomicFile::create(path)
                 .with_context(|| format!("cannot write {}", path.display()))?,
@@ -238,7 +245,7 @@ fn close_output(out: Output<'_>, finished: Result<()>, args: &AugmentArgs) -> Re
     }
     match out {
         Output::File(file) => {
-            let path = args.output.as_ref().expect("a file output has a path");
+            let path = output_path(args).expect("a file output has a path");
             file.commit()
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }

@@ -4,7 +4,7 @@
 mod args;
 mod training;
 
-pub use args::{AugmentChoice, TrainClassifierArgs, UdaAugment};
+pub use args::{AugmentChoice, TrainClassifierArgs};
 
 use anyhow::{Context, Result};
 use kiln_augment::eda::EdaConfig;
