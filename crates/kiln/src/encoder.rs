@@ -179,13 +179,17 @@ impl<B: Backend> TransformerEncoder<B> {
             input.src_mask.as_ref(),
             input.src_key_padding_mask.as_ref(),
         )?;
-        // Lengths that pad nothing are no mask at all.
+        // Lengths that pad nothing are no mask at all, except where packing would run kiln's
+        // packed attention kernel (burn-flex): it beats the padded batch's matmul attention
+        // even with no padding to skip, so a batch of equal lengths keeps the packed path.
         if let Some(lengths) = input
             .src_key_padding_mask
             .as_ref()
             .and_then(|m| m.lengths())
         {
-            if lengths.iter().all(|&len| len == seq) {
+            let packs_on_kernel =
+                execution.pack_padding && crate::kernels::has_packed_attention::<B>();
+            if lengths.iter().all(|&len| len == seq) && !packs_on_kernel {
                 input.src_key_padding_mask = None;
             }
         }

@@ -11,6 +11,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
+/// Whether `B`'s float tensors are burn-flex tensors (not under autodiff, whose tensors wrap
+/// them): the backend whose tensors this bridge hands to kiln's host kernels.
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    std::any::TypeId::of::<B::FloatTensorPrimitive>() == std::any::TypeId::of::<FlexTensor>()
+}
+
 /// The contiguous f32 host data of a burn-flex tensor, or the tensor back when `B` is not
 /// burn-flex (or the tensor is quantized or not f32).
 pub(crate) fn host_f32<B: Backend, const D: usize>(

@@ -76,6 +76,19 @@ pub(crate) fn try_packed_attention<B: burn::tensor::backend::Backend>(
     }
 }
 
+/// Whether [`try_packed_attention`] runs its host kernel on `B` (burn-flex without autodiff);
+/// elsewhere the packed path computes attention per sequence with tensor ops.
+pub(crate) fn has_packed_attention<B: burn::tensor::backend::Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        flex::is_flex::<B>()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}
+
 /// GELU (PyTorch's exact form): on burn-flex the vectorized, multi-threaded host kernel
 /// ([`activation::gelu_in_place`]), elsewhere burn's `gelu`.
 pub(crate) fn gelu<B: burn::tensor::backend::Backend, const D: usize>(
