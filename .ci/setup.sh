@@ -4,7 +4,7 @@
 # - libopenblas-dev: the OpenBLAS that the optional `blas` feature links;
 # - python3-venv: the virtual environment scripts/test_python.sh builds the Python package in;
 # - apertium with apertium-eng-spa and apertium-eng-cat: offline machine translation for the
-#   back-translation tests (scripts/install_apertium.sh installs the same set).
+#   back-translation tests (scripts/install_apertium.sh, called at the end).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
@@ -17,16 +17,10 @@ fi
 if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
   need+=(python3-venv)
 fi
-for p in apertium apertium-eng-spa apertium-eng-cat; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    need+=("$p")
-  fi
-done
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 ls /usr/share/vulkan/icd.d/
-apertium -l | tr -d ' ' | grep -E '^(eng-spa|spa-eng|eng-cat|cat-eng)$' | tr '\n' ' '
-echo
+bash "$(dirname "$0")/../scripts/install_apertium.sh"

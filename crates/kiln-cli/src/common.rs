@@ -178,6 +178,21 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// WordNet from [`wordnet_dir`] (`--wordnet`, else `$KILN_WORDNET`, else `.cache/wordnet`),
+/// loaded when `needed`; the error names the folder.
+pub fn load_wordnet_if(
+    needed: bool,
+    given: Option<&PathBuf>,
+) -> Result<Option<kiln_augment::wordnet::WordNet>> {
+    if !needed {
+        return Ok(None);
+    }
+    let dir = wordnet_dir(given);
+    kiln_augment::wordnet::WordNet::load(&dir)
+        .map(Some)
+        .with_context(|| format!("cannot load WordNet from {}", dir.display()))
+}
+
 /// `--wordnet`, else `$KILN_WORDNET`, else `.cache/wordnet`.
 pub fn wordnet_dir(given: Option<&PathBuf>) -> PathBuf {
     given

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use kiln_augment::eda::{apply, eda, EdaConfig, Operation};
-use kiln_augment::wordnet::WordNet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::common::{for_each_line, progress_bar, same_file, wordnet_dir};
+use crate::common::{for_each_line, load_wordnet_if, progress_bar, same_file};
 use crate::usage::usage;
 
 /// `--method`.
@@ -165,15 +164,7 @@ pub fn run(args: &AugmentArgs) -> Result<()> {
         args.method,
         AugmentMethod::Synonym | AugmentMethod::Insert | AugmentMethod::Eda
     );
-    let wordnet = if needs_wordnet {
-        let dir = wordnet_dir(args.wordnet.as_ref());
-        Some(
-            WordNet::load(&dir)
-                .with_context(|| format!("cannot load WordNet from {}", dir.display()))?,
-        )
-    } else {
-        None
-    };
+    let wordnet = load_wordnet_if(needs_wordnet, args.wordnet.as_ref())?;
     // Output first (a missing folder fails now, not after the work), then line by line: the
     // first lines come out while the rest is read, and memory stays flat whatever the size.
     let mut out = open_output(args)?;

@@ -6,15 +6,14 @@ mod training;
 
 pub use args::{AugmentChoice, TrainClassifierArgs};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use kiln_augment::eda::EdaConfig;
-use kiln_augment::wordnet::WordNet;
 use kiln_classify::data::LabelSet;
 
 use crate::backend_select::{announce, select};
 use crate::commands::augment::pivot_translator;
 use crate::commands::classify::labeled_file;
-use crate::common::{inside, read_lines, same_file, wordnet_dir};
+use crate::common::{inside, load_wordnet_if, read_lines, same_file};
 use crate::text_model;
 use crate::usage::usage;
 use crate::with_backend;
@@ -120,15 +119,7 @@ pub fn run(args: &TrainClassifierArgs) -> Result<()> {
         }
         None => None,
     };
-    let wordnet = if args.needs_wordnet() {
-        let dir = wordnet_dir(args.wordnet.as_ref());
-        Some(
-            WordNet::load(&dir)
-                .with_context(|| format!("cannot load WordNet from {}", dir.display()))?,
-        )
-    } else {
-        None
-    };
+    let wordnet = load_wordnet_if(args.needs_wordnet(), args.wordnet.as_ref())?;
     // Apertium and its pairs are checked before the model is loaded.
     let back_translation = if args.back_translates() {
         Some(pivot_translator(
