@@ -159,14 +159,25 @@ pub struct FeatureCache {
     added: bool,
 }
 
+/// `dir/<stem>-<hash of key>.<extension>`: a cache file per key (the file holds its key too,
+/// checked when read).
+pub(crate) fn keyed_file(
+    dir: &std::path::Path,
+    stem: &str,
+    key: &str,
+    extension: &str,
+) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    dir.join(format!("{stem}-{:016x}.{extension}", hasher.finish()))
+}
+
 impl FeatureCache {
     /// The cache for `key` (an encoder's [`crate::EncoderRef::cache_key`]) in `dir`: read if
     /// the file exists (it must hold this key and width), else empty.
     pub fn open(dir: &std::path::Path, key: &str, dim: usize) -> Result<Self> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
-        let path = dir.join(format!("features-{:016x}.safetensors", hasher.finish()));
+        let path = keyed_file(dir, "features", key, "safetensors");
         let mut cache = Self {
             path,
             key: key.to_string(),

@@ -38,12 +38,7 @@ impl<'a> TranslationCache<'a> {
     /// A cache in front of `translator`, keyed by `key`: read from `dir` if given and the file
     /// exists, else empty (and in memory only without `dir`).
     pub fn open(dir: Option<&Path>, key: &str, translator: &'a dyn Translator) -> Result<Self> {
-        use std::hash::{Hash, Hasher};
-        let path = dir.map(|dir| {
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            key.hash(&mut hasher);
-            dir.join(format!("translations-{:016x}.json", hasher.finish()))
-        });
+        let path = dir.map(|dir| crate::features::keyed_file(dir, "translations", key, "json"));
         let mut file = CacheFile {
             kiln_translation_cache: key.to_string(),
             translations: BTreeMap::new(),
