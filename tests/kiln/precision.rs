@@ -1,4 +1,8 @@
-//! Reduced-precision Linear layers (`TransformerEncoder::with_precision`).
+//! The arithmetic of the Linear layers (`TransformerEncoder::with_precision`).
+//!
+//! f32 (`Precision::F32`): on burn-flex on a CPU with AVX-512 the weights are packed once for
+//! kiln's f32 kernel; the outputs stay within f32's parity tolerance (1e-5) of PyTorch's and
+//! keep kiln's invariances.
 //!
 //! int8 (`Precision::Int8`): on burn-flex they
 //! run the integer kernels, elsewhere the generic path of tensor ops; both give the same numbers,
@@ -17,11 +21,83 @@
 
 use burn::tensor::{Distribution, Tensor};
 use kiln::backend::{cpu_device, flex_device, Cpu, Flex};
+use kiln::kernels::{F32Kernel, LinearKernel};
 use kiln::{
     Activation, EncoderInput, Execution, HostTensor, KeyPaddingMask, Precision, TransformerEncoder,
     TransformerEncoderConfig,
 };
 use kiln_tests::{encoder_cases, max_abs_diff};
+
+#[test]
+fn packed_f32_equals_pytorch_on_every_fixture() {
+    let flex = flex_device();
+    let packs = F32Kernel::best() == F32Kernel::Avx512;
+    for case in encoder_cases() {
+        let model = case.model::<Flex>(&flex).with_precision(Precision::F32);
+        assert_eq!(model.precision(), Precision::F32);
+        for layer in &model.layers {
+            // Packed where the CPU has AVX-512; burn's Linear elsewhere.
+            assert_eq!(
+                matches!(layer.linear1_kernel, LinearKernel::F32(_)),
+                packs,
+                "{}",
+                case.name
+            );
+        }
+        let out = HostTensor::from_tensor(model.run(case.input::<Flex>(&flex)).unwrap().output);
+        let max_err = case.output_errors(&out).iter().fold(0f32, |m, &e| m.max(e));
+        assert!(max_err <= 1e-5, "{}: {max_err:.3e} from PyTorch", case.name);
+    }
+    // ndarray has no packed kernel: f32 stays burn's Linear there.
+    let cpu = cpu_device();
+    let case = &encoder_cases()[0];
+    let model = case.model::<Cpu>(&cpu).with_precision(Precision::F32);
+    assert!(matches!(model.layers[0].linear1_kernel, LinearKernel::Burn));
+}
+
+#[test]
+fn packed_f32_keeps_packed_equal_to_padded_and_batch_equal_to_one_at_a_time() {
+    let device = flex_device();
+    let config = TransformerEncoderConfig::new(48, 4, 2)
+        .with_dim_feedforward(80)
+        .with_activation(Activation::Gelu)
+        .with_batch_first(true);
+    let model = config.init::<Flex>(&device);
+    let src = Tensor::<Flex, 3>::random([3, 9, 48], Distribution::Default, &device);
+    let lengths = [9, 4, 6];
+    let run = |model: &TransformerEncoder<Flex>, execution: Execution, src: Tensor<Flex, 3>| {
+        let input =
+            EncoderInput::new(src).key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 9));
+        HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output)
+    };
+    let burn_padded = run(&model, Execution::default(), src.clone());
+    let model = model.with_precision(Precision::F32);
+    let padded = run(&model, Execution::default(), src.clone());
+    let packed = run(
+        &model,
+        Execution::default().with_pack_padding(true),
+        src.clone(),
+    );
+    for (b, &len) in lengths.iter().enumerate() {
+        let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
+        let alone = HostTensor::from_tensor(model.run(EncoderInput::new(one)).unwrap().output);
+        for s in 0..len {
+            for e in 0..48 {
+                let (i, j) = ((b * 9 + s) * 48 + e, s * 48 + e);
+                let values = [
+                    burn_padded.data[i],
+                    padded.data[i],
+                    packed.data[i],
+                    alone.data[j],
+                ];
+                assert!(
+                    values.iter().all(|v| (v - values[0]).abs() <= 1e-5),
+                    "[{b}, {s}, {e}]: burn, padded, packed, alone {values:?}"
+                );
+            }
+        }
+    }
+}
 
 #[test]
 fn int8_is_close_to_pytorch_f32_on_every_fixture_and_both_paths_agree() {
@@ -110,13 +186,13 @@ fn int8_packed_equals_padded_and_batch_equals_one_at_a_time() {
 }
 
 #[test]
-fn precision_is_set_per_model_and_f32_goes_back_to_burn() {
+fn precision_is_set_per_model_and_f32_goes_back_to_f32_products() {
     let (model, src) = random_model();
     let int8 = HostTensor::from_tensor(model.run(EncoderInput::new(src.clone())).unwrap().output);
     let model = model.with_precision(Precision::F32);
     assert_eq!(model.precision(), Precision::F32);
-    // Back in f32 the (already quantized) weights run through burn's Linear: activations are
-    // no longer quantized, so the output moves, but only by int8's error.
+    // Back in f32 the (already quantized) weights run in f32 (packed again, or burn's Linear):
+    // activations are no longer quantized, so the output moves, but only by int8's error.
     let f32_out = HostTensor::from_tensor(model.run(EncoderInput::new(src)).unwrap().output);
     let diff = max_abs_diff(&int8, &f32_out);
     assert!(diff > 0.0 && diff <= 0.15, "{diff}");

@@ -256,8 +256,10 @@ impl<B: Backend> TransformerEncoder<B> {
     }
 
     /// The same model with its Linear layers computing in `precision` ([`Precision`]): int8
-    /// quantizes (bf16 rounds) the weights once, here (call it when the weights are final: after loading,
-    /// pruning or training). Attention, LayerNorm and softmax stay f32.
+    /// quantizes (bf16 rounds) the weights once, here, and f32 packs them for kiln's f32 kernel
+    /// where the backend runs it (burn-flex on a CPU with AVX-512); call it when the weights are
+    /// final: after loading, pruning or training (a packed copy does not follow later changes).
+    /// Attention, LayerNorm and softmax stay f32. Without a call, f32 runs burn's Linear.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.set_precision(precision);
         self

@@ -186,15 +186,17 @@ impl<B: Backend> TransformerEncoderLayer<B> {
 impl<B: Backend> TransformerEncoderLayer<B> {
     /// Prepares the four Linear layers to compute in `precision` (see [`Precision`]): int8
     /// quantizes (bf16 rounds) their weights once, reading them from the device, and keeps the
-    /// packed values; f32 goes back to burn's Linear (weights already rounded stay so).
+    /// packed values; f32 packs the weights for kiln's f32 kernel where the backend runs it
+    /// (burn-flex on a CPU with AVX-512), else goes back to burn's Linear (weights already
+    /// rounded stay so).
     pub fn set_precision(&mut self, precision: Precision) {
         let attn = &mut self.self_attn;
         match precision {
             Precision::F32 => {
-                attn.in_proj_kernel = LinearKernel::Burn;
-                attn.out_proj_kernel = LinearKernel::Burn;
-                self.linear1_kernel = LinearKernel::Burn;
-                self.linear2_kernel = LinearKernel::Burn;
+                attn.in_proj_kernel = LinearKernel::f32(&attn.in_proj);
+                attn.out_proj_kernel = LinearKernel::f32(&attn.out_proj);
+                self.linear1_kernel = LinearKernel::f32(&self.linear1);
+                self.linear2_kernel = LinearKernel::f32(&self.linear2);
             }
             Precision::Int8 => {
                 attn.in_proj_kernel = LinearKernel::int8(&mut attn.in_proj);

@@ -377,18 +377,7 @@ pub fn bf16_linear_reference(
     n: usize,
     bias: Option<&[f32]>,
 ) -> Vec<f64> {
-    let xr = round_to_bf16(x);
-    let wr = round_to_bf16(weight);
-    let mut out = vec![0f64; m * n];
-    for row in 0..m {
-        for col in 0..n {
-            let dot: f64 = (0..k)
-                .map(|i| xr[row * k + i] as f64 * wr[i * n + col] as f64)
-                .sum();
-            out[row * n + col] = dot + bias.map_or(0.0, |b| b[col] as f64);
-        }
-    }
-    out
+    super::f32_linear_reference(&round_to_bf16(x), m, &round_to_bf16(weight), k, n, bias)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! How a Linear layer runs: through burn (`f32`), or with int8 or bf16 weights prepared once.
+//! How a Linear layer runs: through burn, or with f32, int8 or bf16 weights packed once.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::bf16_gemm::{round_to_bf16, Bf16Kernel, PackedBf16};
+use super::f32_gemm::{F32Kernel, PackedF32};
 use super::int8_gemm::{pack_linear, Int8Kernel, PackedInt8};
 
 /// What a Linear layer computes with besides its burn parameters. Not saved with the weights:
@@ -18,6 +19,9 @@ pub enum LinearKernel {
     /// burn's `Linear::forward` in f32.
     #[default]
     Burn,
+    /// f32 weights packed for kiln's f32 kernel (burn-flex on a CPU with AVX-512); the layer's
+    /// burn weight keeps the same values, which every other backend uses.
+    F32(Arc<PackedF32>),
     /// int8 weights (per output channel) packed for the integer kernels; the layer's burn
     /// weight then holds their dequantized values, which backends without an integer kernel
     /// use with the same per-row activation quantization.
@@ -28,6 +32,18 @@ pub enum LinearKernel {
 }
 
 impl LinearKernel {
+    /// The f32 kernel for `linear` on `B`: its weight and bias packed once when `B` runs kiln's
+    /// packed f32 kernel ([`super::packs_f32`]), else burn's `Linear` ([`Self::Burn`]). Reads
+    /// the weight from the device once; the packed copy does not follow later changes to the
+    /// burn weight (prepare the kernel once the weights are final).
+    pub fn f32<B: Backend>(linear: &Linear<B>) -> Self {
+        if !super::packs_f32::<B>() {
+            return Self::Burn;
+        }
+        let (weight, bias, [k, n]) = host_weight_and_bias(linear);
+        Self::F32(Arc::new(PackedF32::new(&weight, k, n, bias.as_deref())))
+    }
+
     /// Quantizes `linear`'s weight to int8 per output channel, replaces it with its dequantized
     /// values, and returns the packed kernel. Reads the weight from the device once.
     pub fn int8<B: Backend>(linear: &mut Linear<B>) -> Self {
@@ -49,7 +65,7 @@ impl LinearKernel {
     /// The precision this kernel computes in.
     pub fn precision(&self) -> super::Precision {
         match self {
-            Self::Burn => super::Precision::F32,
+            Self::Burn | Self::F32(_) => super::Precision::F32,
             Self::Int8(_) => super::Precision::Int8,
             Self::Bf16(_) => super::Precision::Bf16,
         }
@@ -91,6 +107,14 @@ pub(crate) fn linear_forward<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     match kernel {
         LinearKernel::Burn => linear.forward(x),
+        LinearKernel::F32(packed) => {
+            match on_flex_rows(x, packed.n, |x, rows| {
+                packed.forward(x, rows, F32Kernel::best())
+            }) {
+                Ok(y) => y,
+                Err(x) => linear.forward(x),
+            }
+        }
         LinearKernel::Int8(packed) => {
             match on_flex_rows(x, packed.n, |x, rows| {
                 packed.forward(x, rows, Int8Kernel::best())

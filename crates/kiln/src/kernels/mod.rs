@@ -35,6 +35,7 @@ mod amx;
 pub mod attention;
 mod bf16_gemm;
 mod cpu_features;
+mod f32_gemm;
 #[cfg(feature = "flex")]
 mod flex;
 mod int8_gemm;
@@ -44,6 +45,7 @@ pub mod quantize;
 
 pub use bf16_gemm::{bf16_linear_reference, Bf16Kernel, PackedBf16};
 pub use cpu_features::{cpu_features, CpuFeatures};
+pub use f32_gemm::{f32_linear_reference, F32Kernel, PackedF32};
 pub use int8_gemm::{pack_linear, Int8Kernel, PackedInt8, PANEL};
 pub(crate) use linear::linear_forward;
 pub use linear::LinearKernel;
@@ -82,6 +84,20 @@ pub(crate) fn has_packed_attention<B: burn::tensor::backend::Backend>() -> bool 
     #[cfg(feature = "flex")]
     {
         flex::is_flex::<B>()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}
+
+/// Whether f32 Linear layers on `B` run kiln's packed f32 kernel: on burn-flex without
+/// autodiff (host tensors) and a CPU with AVX-512 ([`f32_gemm::packs_f32`]); elsewhere burn's
+/// `Linear`.
+pub(crate) fn packs_f32<B: burn::tensor::backend::Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        flex::is_flex::<B>() && f32_gemm::packs_f32()
     }
     #[cfg(not(feature = "flex"))]
     {
@@ -134,15 +150,20 @@ pub(crate) fn relu<B: burn::tensor::backend::Backend, const D: usize>(
 }
 
 /// One line on the CPU kernels this build and machine run: the CPU features found, and the
-/// int8 and bf16 kernels picked.
+/// f32, int8 and bf16 kernels picked.
 pub fn describe() -> String {
+    let f32_kernel = if f32_gemm::packs_f32() {
+        "packed avx512"
+    } else {
+        "burn-flex's gemm"
+    };
     let bf16 = match Bf16Kernel::best() {
         kernel @ (Bf16Kernel::Amx | Bf16Kernel::Avx512Bf16) => kernel.name(),
         // The portable kernel is never picked for --precision bf16 (check_cpu refuses it).
         Bf16Kernel::Portable => "unavailable (needs avx512_bf16)",
     };
     format!(
-        "{}; int8 kernel {}; bf16 kernel {bf16}",
+        "{}; f32 kernel {f32_kernel}; int8 kernel {}; bf16 kernel {bf16}",
         cpu_features().summary(),
         Int8Kernel::best().name()
     )
