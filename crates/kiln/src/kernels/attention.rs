@@ -90,13 +90,18 @@ fn head_attention(task: &HeadTask) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn head_attention_avx512(task: &HeadTask) -> Vec<f32> {
-    head_attention_portable(task)
+    head_attention_with::<true>(task)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn head_attention_avx2(task: &HeadTask) -> Vec<f32> {
-    head_attention_portable(task)
+    head_attention_with::<false>(task)
+}
+
+#[inline(always)]
+fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
+    head_attention_with::<false>(task)
 }
 
 /// Lanes of the blocks below: 16 f32, one AVX-512 register (two AVX2 ones).
@@ -105,8 +110,12 @@ const LANES: usize = 16;
 /// of waiting on one another.
 const QUERIES: usize = 4;
 
+/// One head of one sequence; `AVX512`: the two products (scores, context) through the
+/// explicit AVX-512 loops of [`x86`] (same multiply-adds in the same order, so the same bits),
+/// which keep up to 16 accumulators in registers where the compiler's vectorization of the
+/// plain loops does not.
 #[inline(always)]
-fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
+fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
     let &HeadTask {
         qkv,
         offset,
@@ -134,7 +143,8 @@ fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
     let mut context = vec![0f32; len * head_dim];
     // `[QUERIES, padded]` scores of one block of queries, then their weights `[padded, QUERIES]`.
     let mut scores = vec![0f32; QUERIES * padded];
-    let mut weights_t = vec![0f32; padded * QUERIES];
+    // (The AVX-512 loops read the weights in place and need no transposed copy.)
+    let mut weights_t = vec![0f32; if AVX512 { 0 } else { padded * QUERIES }];
     // `[Dh, QUERIES]` scaled queries (columns past the sequence stay zero and are not stored).
     let mut queries_t = vec![0f32; head_dim * QUERIES];
     for first in (0..len).step_by(QUERIES) {
@@ -147,7 +157,17 @@ fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
                 queries_t[d * QUERIES + r] = v * scale;
             }
         }
-        for block in (0..keys).step_by(LANES) {
+        #[cfg(target_arch = "x86_64")]
+        let scored = AVX512 && {
+            // SAFETY: only instantiated with `AVX512` from `head_attention_avx512` (the CPU
+            // has AVX-512 F); `queries_t` is `[Dh, QUERIES]`, `keys_t` `[Dh, padded]` and
+            // `scores` `[QUERIES, padded]` with `keys <= padded`, `padded` whole blocks.
+            unsafe { x86::scores(&queries_t, &keys_t, padded, head_dim, keys, &mut scores) };
+            true
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let scored = false;
+        for block in (0..keys).step_by(LANES).filter(|_| !scored) {
             let mut acc = [[0f32; LANES]; QUERIES];
             for d in 0..head_dim {
                 let k: &[f32; LANES] = keys_t[d * padded + block..][..LANES].try_into().unwrap();
@@ -164,25 +184,56 @@ fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
         }
         // Softmax per query over its keys; the block's later keys get weight 0.
         let mut inv = [0f32; QUERIES];
-        weights_t[..keys * QUERIES].fill(0.0);
+        if !AVX512 {
+            weights_t[..keys * QUERIES].fill(0.0);
+        }
         for (r, inv) in inv.iter_mut().enumerate().take(rows) {
             let own = if causal { first + r + 1 } else { len };
             let weights = &mut scores[r * padded..r * padded + own];
-            let max = weights
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+            let max = lane_max(weights);
             for w in weights.iter_mut() {
                 *w = exp(*w - max);
             }
-            *inv = 1.0 / weights.iter().sum::<f32>();
-            for (j, &w) in weights.iter().enumerate() {
-                weights_t[j * QUERIES + r] = w;
+            *inv = 1.0 / lane_sum(weights);
+            if AVX512 {
+                // The AVX-512 loop reads the weights in place; keys past this query's own
+                // (causal) weigh nothing.
+                scores[r * padded + own..r * padded + keys].fill(0.0);
+            } else {
+                for (j, &w) in weights.iter().enumerate() {
+                    weights_t[j * QUERIES + r] = w;
+                }
             }
         }
         // The context, 16 of its `Dh` values at a time, accumulated in registers over keys
         // (fixed-size arrays: a variable width would keep the accumulators in memory).
         let full = head_dim / LANES * LANES;
-        for chunk in (0..full).step_by(LANES) {
+        #[cfg(target_arch = "x86_64")]
+        let done = AVX512 && {
+            let values = qkv[(offset * 3 + 2) * inner + head * head_dim..].as_ptr();
+            let out = context[first * head_dim..].as_mut_ptr();
+            // SAFETY: as above; row `j`'s values start `j * 3 * inner` after `values` and hold
+            // `full <= head_dim` of this head's values; `scores` is `[QUERIES, padded]`
+            // (weights of keys `0..keys`); `out` has `rows` rows of `head_dim` from `first` on.
+            unsafe {
+                x86::context(
+                    &scores,
+                    padded,
+                    values,
+                    3 * inner,
+                    keys,
+                    full,
+                    &inv,
+                    rows,
+                    out,
+                    head_dim,
+                )
+            };
+            true
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = false;
+        for chunk in (0..full).step_by(LANES).filter(|_| !done) {
             let mut acc = [[0f32; LANES]; QUERIES];
             for j in 0..keys {
                 let v: &[f32; LANES] = row(j, 2)[chunk..][..LANES].try_into().unwrap();
@@ -202,14 +253,198 @@ fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
         }
         for d in full..head_dim {
             for r in 0..rows {
-                let sum = (0..keys).fold(0f32, |acc, j| {
-                    weights_t[j * QUERIES + r].mul_add(row(j, 2)[d], acc)
-                });
+                let weight = |j: usize| {
+                    if AVX512 {
+                        scores[r * padded + j]
+                    } else {
+                        weights_t[j * QUERIES + r]
+                    }
+                };
+                let sum = (0..keys).fold(0f32, |acc, j| weight(j).mul_add(row(j, 2)[d], acc));
                 context[(first + r) * head_dim + d] = sum * inv[r];
             }
         }
     }
     context
+}
+
+/// The largest of `values` (`-inf` for none), over 16 lanes at once: a running maximum in
+/// one variable is a chain of dependent compares the compiler cannot vectorize.
+#[inline(always)]
+fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *m = if v > *m { v } else { *m };
+    }
+    lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// The sum of `values`, in 16 lanes then across them (vectorized, unlike one running sum).
+#[inline(always)]
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    for (s, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *s += v;
+    }
+    lanes.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{LANES, QUERIES};
+    use std::arch::x86_64::*;
+
+    /// `scores[r, j] = sum_d queries_t[d, r] * keys_t[d, j]` for the `QUERIES` queries and
+    /// keys `0..keys` (rounded up to whole blocks of 16): up to 4 blocks of keys per pass, 16
+    /// accumulators, each a sum over `d` in order.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `queries_t` is `[head_dim, QUERIES]`, `keys_t`
+    /// `[head_dim, padded]`, `scores` `[QUERIES, padded]`, `keys <= padded`, `padded % 16 == 0`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scores(
+        queries_t: &[f32],
+        keys_t: &[f32],
+        padded: usize,
+        head_dim: usize,
+        keys: usize,
+        scores: &mut [f32],
+    ) {
+        debug_assert!(queries_t.len() >= head_dim * QUERIES && keys_t.len() >= head_dim * padded);
+        debug_assert!(scores.len() >= QUERIES * padded && keys <= padded && padded % LANES == 0);
+        let (q, k, out) = (queries_t.as_ptr(), keys_t.as_ptr(), scores.as_mut_ptr());
+        let mut block = 0;
+        while block < keys {
+            let blocks = (keys - block).div_ceil(LANES).min(4);
+            let (k, out) = (k.add(block), out.add(block));
+            match blocks {
+                4 => score_blocks::<4>(q, k, padded, head_dim, out),
+                3 => score_blocks::<3>(q, k, padded, head_dim, out),
+                2 => score_blocks::<2>(q, k, padded, head_dim, out),
+                _ => score_blocks::<1>(q, k, padded, head_dim, out),
+            }
+            block += blocks * LANES;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn score_blocks<const NB: usize>(
+        q: *const f32,
+        k: *const f32,
+        padded: usize,
+        head_dim: usize,
+        out: *mut f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NB]; QUERIES];
+        for d in 0..head_dim {
+            let row = k.add(d * padded);
+            let mut kv = [_mm512_setzero_ps(); NB];
+            for (b, kv) in kv.iter_mut().enumerate() {
+                *kv = _mm512_loadu_ps(row.add(b * LANES));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let qv = _mm512_set1_ps(*q.add(d * QUERIES + r));
+                for b in 0..NB {
+                    acc[b] = _mm512_fmadd_ps(qv, kv[b], acc[b]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (b, &acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * padded + b * LANES), acc);
+            }
+        }
+    }
+
+    /// `out[r, c] = inv[r] * sum_j weights[r, j] * values[j * stride + c]` for the first
+    /// `rows` queries and `c < full` (whole blocks of 16): up to 4 blocks of the head's
+    /// values per pass, each a sum over `j` in order.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `weights` is `[QUERIES, w_ld]` with `keys <= w_ld`; `values`
+    /// holds `keys` rows of `full` values at `stride`; `out` holds `rows` rows of `full`
+    /// values at `ld`; `full % 16 == 0`, `rows <= QUERIES`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn context(
+        weights: &[f32],
+        w_ld: usize,
+        values: *const f32,
+        stride: usize,
+        keys: usize,
+        full: usize,
+        inv: &[f32; QUERIES],
+        rows: usize,
+        out: *mut f32,
+        ld: usize,
+    ) {
+        debug_assert!(weights.len() >= QUERIES * w_ld && keys <= w_ld);
+        debug_assert!(full % LANES == 0 && rows <= QUERIES);
+        let w = weights.as_ptr();
+        let mut chunk = 0;
+        while chunk < full {
+            let blocks = ((full - chunk) / LANES).min(4);
+            let (v, o) = (values.add(chunk), out.add(chunk));
+            match blocks {
+                4 => context_blocks::<4>(w, w_ld, v, stride, keys, inv, rows, o, ld),
+                3 => context_blocks::<3>(w, w_ld, v, stride, keys, inv, rows, o, ld),
+                2 => context_blocks::<2>(w, w_ld, v, stride, keys, inv, rows, o, ld),
+                _ => context_blocks::<1>(w, w_ld, v, stride, keys, inv, rows, o, ld),
+            }
+            chunk += blocks * LANES;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn context_blocks<const NB: usize>(
+        w: *const f32,
+        w_ld: usize,
+        v: *const f32,
+        stride: usize,
+        keys: usize,
+        inv: &[f32; QUERIES],
+        rows: usize,
+        out: *mut f32,
+        ld: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NB]; QUERIES];
+        for j in 0..keys {
+            let row = v.add(j * stride);
+            let mut vv = [_mm512_setzero_ps(); NB];
+            for (b, vv) in vv.iter_mut().enumerate() {
+                *vv = _mm512_loadu_ps(row.add(b * LANES));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(*w.add(r * w_ld + j));
+                for b in 0..NB {
+                    acc[b] = _mm512_fmadd_ps(wv, vv[b], acc[b]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            let scale = _mm512_set1_ps(inv[r]);
+            for (b, &acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * ld + b * LANES), _mm512_mul_ps(acc, scale));
+            }
+        }
+    }
 }
 
 /// `e^x` for `x <= 0` (softmax after its max is taken out): `2^n * p(r)` with `x = n ln 2 + r`,
@@ -230,7 +465,10 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 0.5);
     p = p.mul_add(r, 1.0);
     p = p.mul_add(r, 1.0);
-    let pow2 = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the bits of `n + 127 + 2^23`, whose low mantissa bits are `n + 127` (exact for
+    // the integers `n` here): no float-to-int cast, whose saturating semantics keep a loop
+    // of `exp` from vectorizing.
+    let pow2 = f32::from_bits((n + 8_388_735.0).to_bits() << 23);
     p * pow2
 }
 
@@ -292,6 +530,10 @@ mod tests {
             (vec![3, 0, 7], 2, 5),
             (vec![33, 1, 17], 3, 16),
             (vec![9, 12], 12, 32),
+            // More than 64 keys (two passes of score blocks), three and one-and-a-bit blocks
+            // of values per head.
+            (vec![70, 5], 2, 48),
+            (vec![20], 1, 20),
         ] {
             let n: usize = lengths.iter().sum();
             let qkv: Vec<f32> = (0..n * 3 * h * dh)
