@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use kiln::backend::{cpu_device, flex_device, gpu_device, Cpu, Flex, Gpu, Resolved};
 use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder as RustEncoder};
 use numpy::PyArrayDyn;
@@ -83,29 +83,24 @@ fn float_tensor<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
-fn bool_tensor<B: Backend, const D: usize>(
-    shape: Vec<usize>,
-    values: Vec<bool>,
-    device: &B::Device,
-) -> Tensor<B, D, Bool> {
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
 /// One forward pass on backend `B`, as `kiln forward` runs it.
 fn run<B: Backend>(placed: &Placed<B>, inputs: ForwardInputs) -> PyResult<ForwardOutputs> {
     let device = &placed.device;
-    let src_mask: Option<SrcMask<B>> = inputs.src_mask.map(|mask| match mask {
-        HostArray::Bool { shape, values } if shape.len() == 2 => {
-            SrcMask::Bool2(bool_tensor::<B, 2>(shape, values, device))
+    let src_mask: Option<SrcMask<B>> = match inputs.src_mask {
+        None => None,
+        Some(HostArray::Bool { shape, values }) => Some(
+            SrcMask::from_bool_values(values, &shape, device).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "src_mask has shape {}, expected [S, S] or [B*nhead, S, S]",
+                    show_shape(&shape)
+                ))
+            })?,
+        ),
+        Some(HostArray::Float(t)) if t.shape.len() == 2 => {
+            Some(SrcMask::Float2(float_tensor::<B, 2>(t, device)))
         }
-        HostArray::Bool { shape, values } => {
-            SrcMask::Bool3(bool_tensor::<B, 3>(shape, values, device))
-        }
-        HostArray::Float(t) if t.shape.len() == 2 => {
-            SrcMask::Float2(float_tensor::<B, 2>(t, device))
-        }
-        HostArray::Float(t) => SrcMask::Float3(float_tensor::<B, 3>(t, device)),
-    });
+        Some(HostArray::Float(t)) => Some(SrcMask::Float3(float_tensor::<B, 3>(t, device))),
+    };
     let key_padding_mask: Option<KeyPaddingMask<B>> =
         inputs.key_padding_mask.map(|mask| match mask {
             HostArray::Bool { shape, values } => {

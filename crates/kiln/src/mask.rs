@@ -38,6 +38,23 @@ impl<B: Backend> SrcMask<B> {
         Self::Bool2(causal_mask(seq_len, device))
     }
 
+    /// A bool mask given row-major on the host (`true` = may not attend): [`Self::Bool2`] for
+    /// a `shape` of `[S, S]`, [`Self::Bool3`] for `[B * nhead, S, S]`, `None` for any other
+    /// rank. `values.len()` must be the product of `shape`.
+    pub fn from_bool_values(
+        values: Vec<bool>,
+        shape: &[usize],
+        device: &B::Device,
+    ) -> Option<Self> {
+        debug_assert_eq!(values.len(), shape.iter().product::<usize>());
+        let data = burn::tensor::TensorData::new(values, shape.to_vec());
+        match shape.len() {
+            2 => Some(Self::Bool2(Tensor::from_data(data, device))),
+            3 => Some(Self::Bool3(Tensor::from_data(data, device))),
+            _ => None,
+        }
+    }
+
     /// The mask's dimensions.
     pub fn dims(&self) -> Vec<usize> {
         match self {

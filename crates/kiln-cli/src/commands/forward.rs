@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::Backend;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::Tensor;
 use clap::Args;
 use kiln::{EncoderInput, Execution, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder};
 
@@ -321,22 +321,12 @@ fn random_input(
     HostTensor::new(shape, data)
 }
 
-fn bool_tensor<B: Backend, const D: usize>(
-    shape: Vec<usize>,
-    values: Vec<bool>,
-    device: &B::Device,
-) -> Tensor<B, D, Bool> {
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
 fn read_src_mask<B: Backend>(path: &Path, device: &B::Device) -> Result<SrcMask<B>> {
     let array = npy::read(path)?;
     Ok(match array {
-        npy::NpyArray::Bool { shape, values } if shape.len() == 2 => {
-            SrcMask::Bool2(bool_tensor(shape, values, device))
-        }
-        npy::NpyArray::Bool { shape, values } if shape.len() == 3 => {
-            SrcMask::Bool3(bool_tensor(shape, values, device))
+        npy::NpyArray::Bool { shape, values } if matches!(shape.len(), 2 | 3) => {
+            SrcMask::from_bool_values(values, &shape, device)
+                .context("src_mask: a bool mask of rank 2 or 3")?
         }
         npy::NpyArray::Float(t) if t.shape.len() == 2 => SrcMask::Float2(t.to_tensor(device)),
         npy::NpyArray::Float(t) if t.shape.len() == 3 => SrcMask::Float3(t.to_tensor(device)),
