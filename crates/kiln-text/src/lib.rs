@@ -8,7 +8,8 @@
 //! ```no_run
 //! use kiln_text::TextEncoder;
 //! let device = Default::default();
-//! let encoder = TextEncoder::<kiln::backend::Flex>::from_dir(".cache/models/all-MiniLM-L6-v2", &device)?;
+//! let encoder = TextEncoder::<kiln::backend::Flex>::from_dir(".cache/models/all-MiniLM-L6-v2", &device)?
+//!     .with_precision(kiln::Precision::F32); // weights packed once for kiln's CPU kernel
 //! let cos = encoder.similarity("A man is eating food.", "Someone is having a meal.")?;
 //! # Ok::<(), kiln_text::TextError>(())
 //! ```

@@ -22,7 +22,9 @@
 //! use burn::tensor::{Tensor, Distribution};
 //!
 //! let device = flex_device();
-//! let model = TransformerEncoder::<Flex>::from_dir("my_model", &device)?;
+//! // with_precision packs the f32 weights once for kiln's CPU kernel (where the CPU has AVX-512).
+//! let model = TransformerEncoder::<Flex>::from_dir("my_model", &device)?
+//!     .with_precision(kiln::Precision::F32);
 //! let src = Tensor::<Flex, 3>::random([10, 2, model.config.d_model], Distribution::Default, &device);
 //! let out = model.run(EncoderInput::new(src).causal(true).need_weights(true))?;
 //! println!("{:?}, {} attention maps", out.output.dims(), out.attentions.unwrap().len());
