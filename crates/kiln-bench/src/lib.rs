@@ -11,7 +11,7 @@ use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
 use kiln::{
     Activation, AttentionKernel, BatchSplit, EncoderInput, Execution, HostTensor, KeyPaddingMask,
-    TransformerEncoder, TransformerEncoderConfig,
+    Precision, TransformerEncoder, TransformerEncoderConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
@@ -225,7 +225,12 @@ pub fn run<B: Backend>(
     seed: u64,
 ) -> Result<BenchReport, kiln::KilnError> {
     B::seed(device, seed);
-    let kiln_model: TransformerEncoder<B> = shape.config().try_init(device)?;
+    // f32 with its weights packed for kiln's CPU kernel where the backend runs it: what the
+    // CLI's `forward` and `embed` run (burn-nn's copy below reads the same weights).
+    let kiln_model: TransformerEncoder<B> = shape
+        .config()
+        .try_init(device)?
+        .with_precision(Precision::F32);
     let burn_model = reference::burn_encoder_from(&kiln_model, device);
     let src = Tensor::<B, 3>::random(
         [shape.batch, shape.seq, shape.d_model],
