@@ -77,3 +77,27 @@ macro_rules! on_backend {
     };
 }
 pub(crate) use on_backend;
+
+/// `From` a model on each backend type into the matching variant of `$enum` (`Ndarray`, `Flex`,
+/// `Wgpu`), so a loader written once for any `B` runs under `kiln::with_backend!` and wraps
+/// its result with `.into()`.
+macro_rules! per_backend_from {
+    ($enum:ident, $model:ident) => {
+        impl From<$model<kiln::backend::Cpu>> for $enum {
+            fn from(model: $model<kiln::backend::Cpu>) -> Self {
+                Self::Ndarray(model)
+            }
+        }
+        impl From<$model<kiln::backend::Flex>> for $enum {
+            fn from(model: $model<kiln::backend::Flex>) -> Self {
+                Self::Flex(model)
+            }
+        }
+        impl From<$model<kiln::backend::Gpu>> for $enum {
+            fn from(model: $model<kiln::backend::Gpu>) -> Self {
+                Self::Wgpu(model)
+            }
+        }
+    };
+}
+pub(crate) use per_backend_from;

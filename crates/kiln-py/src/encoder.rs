@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use kiln::backend::{cpu_device, flex_device, gpu_device, Cpu, Flex, Gpu, Resolved};
+use kiln::backend::{Cpu, Flex, Gpu, Resolved};
 use kiln::{EncoderInput, HostTensor, KeyPaddingMask, SrcMask, TransformerEncoder as RustEncoder};
 use numpy::PyArrayDyn;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -13,7 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::arrays::{read_array, read_float_array, show_shape, to_numpy, HostArray};
-use crate::backend::{on_backend, parse_backend, parse_precision, resolve_precision, select};
+use crate::backend::{
+    on_backend, parse_backend, parse_precision, per_backend_from, resolve_precision, select,
+};
 use crate::errors::{catch_panics, kiln_error};
 use crate::text::check_model_dir;
 
@@ -29,6 +31,7 @@ enum EncoderModel {
     Flex(Placed<Flex>),
     Wgpu(Placed<Gpu>),
 }
+per_backend_from!(EncoderModel, Placed);
 
 /// The inputs of one forward pass, read from NumPy.
 struct ForwardInputs {
@@ -210,17 +213,9 @@ impl TransformerEncoder {
             catch_panics(|| {
                 let precision = resolve_precision(precision, &path.join("model.safetensors"))?;
                 let selection = select(choice)?;
-                let model = match selection.backend {
-                    Resolved::Ndarray => {
-                        EncoderModel::Ndarray(load::<Cpu>(&path, cpu_device(), precision)?)
-                    }
-                    Resolved::Flex => {
-                        EncoderModel::Flex(load::<Flex>(&path, flex_device(), precision)?)
-                    }
-                    Resolved::Wgpu => {
-                        EncoderModel::Wgpu(load::<Gpu>(&path, gpu_device(), precision)?)
-                    }
-                };
+                let model: EncoderModel = kiln::with_backend!(selection.backend, |B, device| {
+                    load::<B>(&path, device, precision)?.into()
+                });
                 Ok(Self {
                     model,
                     path: path.clone(),

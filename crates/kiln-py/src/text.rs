@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln::backend::{cpu_device, flex_device, gpu_device, Cpu, Flex, Gpu, Resolved};
+use kiln::backend::{Cpu, Flex, Gpu, Resolved};
 use kiln_text::{cosine, EmbedOptions, TextEncoder as RustTextEncoder};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2};
@@ -10,7 +10,9 @@ use pyo3::exceptions::{PyFileNotFoundError, PyNotADirectoryError, PyTypeError, P
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString};
 
-use crate::backend::{on_backend, parse_backend, parse_precision, resolve_precision, select};
+use crate::backend::{
+    on_backend, parse_backend, parse_precision, per_backend_from, resolve_precision, select,
+};
 use crate::errors::{catch_panics, text_error};
 
 /// The loaded model on the backend it runs on.
@@ -19,6 +21,7 @@ enum TextModel {
     Flex(RustTextEncoder<Flex>),
     Wgpu(RustTextEncoder<Gpu>),
 }
+per_backend_from!(TextModel, RustTextEncoder);
 
 /// A pretrained sentence encoder (a Hugging Face / sentence-transformers directory such as
 /// all-MiniLM-L6-v2), equal to sentence-transformers' ``SentenceTransformer.encode``.
@@ -143,17 +146,9 @@ impl TextEncoder {
             catch_panics(|| {
                 let precision = resolve_precision(precision, &path.join("model.safetensors"))?;
                 let selection = select(choice)?;
-                let model = match selection.backend {
-                    Resolved::Ndarray => {
-                        TextModel::Ndarray(load::<Cpu>(&path, &cpu_device(), precision)?)
-                    }
-                    Resolved::Flex => {
-                        TextModel::Flex(load::<Flex>(&path, &flex_device(), precision)?)
-                    }
-                    Resolved::Wgpu => {
-                        TextModel::Wgpu(load::<Gpu>(&path, &gpu_device(), precision)?)
-                    }
-                };
+                let model: TextModel = kiln::with_backend!(selection.backend, |B, device| {
+                    load::<B>(&path, &device, precision)?.into()
+                });
                 Ok(Self {
                     model,
                     path: path.clone(),
