@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 
 use super::amx;
-use super::cpu_features;
+use super::{cpu_features, SharedOut};
 
 /// Output channels per packed panel: three 512-bit registers of f32 accumulators.
 pub const PANEL: usize = 48;
@@ -270,11 +270,6 @@ impl PackedBf16 {
         }
     }
 }
-
-/// The output buffer, shared by tasks that write disjoint parts of it.
-struct SharedOut(*mut f32);
-// SAFETY: only used to write disjoint regions from different threads (see `forward`).
-unsafe impl Sync for SharedOut {}
 
 /// One row of activations rounded to bf16.
 fn round_row(row: &[f32], dst: &mut [u16]) {

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu_features;
+use super::{cpu_features, SharedOut};
 
 /// Output channels per packed panel: three 512-bit registers of f32 accumulators.
 pub const PANEL: usize = 48;
@@ -211,21 +211,6 @@ struct Tile {
     kc: usize,
     cols: usize,
     bias: Option<*const f32>,
-}
-
-/// The output buffer, shared by tasks that write disjoint parts of it.
-struct SharedOut(*mut f32);
-// SAFETY: only used to write disjoint regions from different threads (see `forward`).
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer `offset` values in (a method, so closures capture the whole `SharedOut`).
-    ///
-    /// # Safety
-    /// `offset` is within the buffer.
-    unsafe fn at(&self, offset: usize) -> *mut f32 {
-        self.0.add(offset)
-    }
 }
 
 /// `c[r, ..cols] (=|+=) a[r, ..kc] @ tile + bias` for `rows` rows (`a` and `c` strided by

@@ -51,6 +51,21 @@ pub(crate) use linear::linear_forward;
 pub use linear::LinearKernel;
 pub use precision::Precision;
 
+/// The output buffer, shared by tasks that write disjoint parts of it.
+pub(crate) struct SharedOut(*mut f32);
+// SAFETY: only used to write disjoint regions from different threads (the GEMMs' `forward`).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` values in (a method, so closures capture the whole `SharedOut`).
+    ///
+    /// # Safety
+    /// `offset` is within the buffer.
+    pub(crate) unsafe fn at(&self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
 /// [`attention::packed_attention`] on a burn-flex tensor, or the tensor back on any other
 /// backend (the caller then takes its per-sequence tensor ops).
 ///
