@@ -6,8 +6,8 @@
 //!
 //! int8 (`Precision::Int8`): on burn-flex they
 //! run the integer kernels, elsewhere the generic path of tensor ops; both give the same numbers,
-//! close to f32 at int8's own tolerance, and keep kiln's invariances (packed == padded,
-//! batch == one sequence at a time).
+//! close to f32 at int8's own tolerance, and keep kiln's invariances (batch == one sequence at
+//! a time; packed == padded up to an activation rounding to the neighbouring int8 level).
 //!
 //! Stated tolerance against f32 (PyTorch's outputs of the committed fixtures, tiny random
 //! models whose outputs have a std near 1): max-abs <= 0.08 and mean-abs <= 0.01 at real
@@ -155,33 +155,32 @@ fn int8_packed_equals_padded_and_batch_equals_one_at_a_time() {
         src.clone(),
         &lengths,
     );
-    for (b, &len) in lengths.iter().enumerate() {
-        for s in 0..len {
-            for e in 0..48 {
-                let i = (b * 9 + s) * 48 + e;
-                assert!(
-                    (padded.data[i] - packed.data[i]).abs() <= 1e-4,
-                    "[{b}, {s}, {e}]: padded {} packed {}",
-                    padded.data[i],
-                    packed.data[i]
-                );
-            }
-        }
-    }
-    // Each sequence alone gives its rows of the batch: activations are quantized per row.
+    let mut rows = Vec::new();
     for (b, &len) in lengths.iter().enumerate() {
         let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
-        let input = EncoderInput::new(one);
-        let alone = HostTensor::from_tensor(model.run(input).unwrap().output);
+        let alone = HostTensor::from_tensor(model.run(EncoderInput::new(one)).unwrap().output);
         for s in 0..len {
-            for e in 0..48 {
-                let (i, j) = ((b * 9 + s) * 48 + e, s * 48 + e);
-                assert!(
-                    (packed.data[i] - alone.data[j]).abs() <= 1e-4,
-                    "sequence {b} alone differs at [{s}, {e}]"
-                );
-            }
+            let row = |data: &[f32], at: usize| data[at * 48..(at + 1) * 48].to_vec();
+            let i = b * 9 + s;
+            rows.push((
+                format!("[{b}, {s}]"),
+                row(&padded.data, i),
+                row(&packed.data, i),
+                row(&alone.data, s),
+            ));
         }
+    }
+    // Packed and alone run the same kernels on the same rows. The padded batch runs its
+    // attention in another order, so its f32 sums differ in the last bits; where such a
+    // difference moves an activation across a rounding boundary of its int8 step, that row
+    // moves by about one quantization step (a few 1e-3 here; most rows do not move at all).
+    // A masking error would move the padded sequences by O(1).
+    let max_diff =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    for (at, padded, packed, alone) in &rows {
+        let (to_padded, to_alone) = (max_diff(padded, packed), max_diff(packed, alone));
+        assert!(to_alone <= 1e-4, "{at}: packed vs alone {to_alone:.2e}");
+        assert!(to_padded <= 2e-2, "{at}: padded vs packed {to_padded:.2e}");
     }
 }
 
