@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use super::SharedOut;
+
 /// The attention of packed sequences, with PyTorch's arithmetic: `softmax(q kᵀ / sqrt(Dh)) v`
 /// per head, `-inf` above the diagonal when `causal`.
 ///
@@ -30,16 +32,20 @@ pub fn packed_attention(
         offsets.push(offset);
         offset += len;
     }
-    // One task per (sequence, head); each writes its own columns of its own rows, so the
-    // results are gathered per task and copied into place after.
+    // One task per (sequence, head); each writes its own columns of its own rows of `out`,
+    // and every row belongs to one sequence: together the tasks write all of it. Scratch
+    // buffers are reused by the tasks a worker runs (sentences are short: allocating them per
+    // task cost as much as their arithmetic).
     let tasks: Vec<(usize, usize)> = (0..lengths.len())
         .filter(|&s| lengths[s] > 0)
         .flat_map(|s| (0..heads).map(move |h| (s, h)))
         .collect();
-    let contexts: Vec<Vec<f32>> = tasks
+    let mut out: Vec<f32> = Vec::with_capacity(tokens * inner);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    tasks
         .par_iter()
-        .map(|&(s, head)| {
-            head_attention(&HeadTask {
+        .for_each_init(Scratch::default, |scratch, &(s, head)| {
+            let task = HeadTask {
                 qkv,
                 offset: offsets[s],
                 len: lengths[s],
@@ -47,17 +53,41 @@ pub fn packed_attention(
                 heads,
                 head_dim,
                 causal,
-            })
-        })
-        .collect();
-    let mut out = vec![0f32; tokens * inner];
-    for (&(s, h), context) in tasks.iter().zip(&contexts) {
-        for (i, row) in context.chunks_exact(head_dim).enumerate() {
-            let start = (offsets[s] + i) * inner + h * head_dim;
-            out[start..start + head_dim].copy_from_slice(row);
-        }
-    }
+            };
+            // SAFETY: rows `offsets[s]..offsets[s] + lengths[s]` x columns
+            // `head * Dh..(head + 1) * Dh` of `[N, H * Dh]` are within the capacity reserved
+            // and written by this task alone.
+            unsafe {
+                head_attention(
+                    &task,
+                    scratch,
+                    out_ptr.at(offsets[s] * inner + head * head_dim),
+                )
+            };
+        });
+    // SAFETY: the tasks above wrote all `tokens * inner` values (see above).
+    unsafe { out.set_len(tokens * inner) };
     out
+}
+
+/// The buffers of one head's attention, kept by a worker across its tasks.
+#[derive(Default)]
+struct Scratch {
+    /// kᵀ `[Dh, padded]`, zeros past the sequence's length.
+    keys_t: Vec<f32>,
+    /// `[QUERIES, padded]` scores of one block of queries (then their weights, in place).
+    scores: Vec<f32>,
+    /// The weights transposed, `[padded, QUERIES]` (the portable loops only).
+    weights_t: Vec<f32>,
+    /// `[Dh, QUERIES]` scaled queries.
+    queries_t: Vec<f32>,
+}
+
+/// `buffer` as `len` zeros, reusing its allocation.
+fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.clear();
+    buffer.resize(len, 0.0);
+    buffer
 }
 
 /// One head of one sequence of the packed `qkv`.
@@ -72,36 +102,35 @@ struct HeadTask<'a> {
     causal: bool,
 }
 
-/// One head of one sequence: `[len, Dh]`, with the kernel this CPU runs best.
-fn head_attention(task: &HeadTask) -> Vec<f32> {
+/// One head of one sequence, with the kernel this CPU runs best: its context `[len, Dh]`
+/// written to `out`, rows at a stride of `H * Dh`.
+///
+/// # Safety
+/// `out` has `task.len` rows of `Dh` writable values at a stride of `H * Dh`.
+unsafe fn head_attention(task: &HeadTask, scratch: &mut Scratch, out: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     if super::cpu_features().avx512 {
-        // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the body is safe Rust.
-        return unsafe { head_attention_avx512(task) };
+        // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); `out` as the caller says.
+        return head_attention_avx512(task, scratch, out);
     }
     #[cfg(target_arch = "x86_64")]
     if super::cpu_features().avx2_fma {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); the body is safe Rust.
-        return unsafe { head_attention_avx2(task) };
+        // SAFETY: the CPU has AVX2 and FMA (checked above); `out` as the caller says.
+        return head_attention_avx2(task, scratch, out);
     }
-    head_attention_portable(task)
+    head_attention_with::<false>(task, scratch, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn head_attention_avx512(task: &HeadTask) -> Vec<f32> {
-    head_attention_with::<true>(task)
+unsafe fn head_attention_avx512(task: &HeadTask, scratch: &mut Scratch, out: *mut f32) {
+    head_attention_with::<true>(task, scratch, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn head_attention_avx2(task: &HeadTask) -> Vec<f32> {
-    head_attention_with::<false>(task)
-}
-
-#[inline(always)]
-fn head_attention_portable(task: &HeadTask) -> Vec<f32> {
-    head_attention_with::<false>(task)
+unsafe fn head_attention_avx2(task: &HeadTask, scratch: &mut Scratch, out: *mut f32) {
+    head_attention_with::<false>(task, scratch, out)
 }
 
 /// Lanes of the blocks below: 16 f32, one AVX-512 register (two AVX2 ones).
@@ -114,8 +143,15 @@ const QUERIES: usize = 4;
 /// explicit AVX-512 loops of [`x86`] (same multiply-adds in the same order, so the same bits),
 /// which keep up to 16 accumulators in registers where the compiler's vectorization of the
 /// plain loops does not.
+///
+/// # Safety
+/// As [`head_attention`].
 #[inline(always)]
-fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
+unsafe fn head_attention_with<const AVX512: bool>(
+    task: &HeadTask,
+    scratch: &mut Scratch,
+    out: *mut f32,
+) {
     let &HeadTask {
         qkv,
         offset,
@@ -133,20 +169,25 @@ fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
     // kᵀ `[Dh, padded]`, zeros past `len`: the scores of a block of queries against 16 keys
     // are sums over `Dh` of scaled 16-wide rows.
     let padded = len.div_ceil(LANES) * LANES;
-    let mut keys_t = vec![0f32; head_dim * padded];
+    let Scratch {
+        keys_t,
+        scores,
+        weights_t,
+        queries_t,
+    } = scratch;
+    let keys_t = zeroed(keys_t, head_dim * padded);
     for j in 0..len {
         for (d, &k) in row(j, 1).iter().enumerate() {
             keys_t[d * padded + j] = k;
         }
     }
     let scale = (head_dim as f32).powf(-0.5);
-    let mut context = vec![0f32; len * head_dim];
     // `[QUERIES, padded]` scores of one block of queries, then their weights `[padded, QUERIES]`.
-    let mut scores = vec![0f32; QUERIES * padded];
+    let scores = zeroed(scores, QUERIES * padded);
     // (The AVX-512 loops read the weights in place and need no transposed copy.)
-    let mut weights_t = vec![0f32; if AVX512 { 0 } else { padded * QUERIES }];
+    let weights_t = zeroed(weights_t, if AVX512 { 0 } else { padded * QUERIES });
     // `[Dh, QUERIES]` scaled queries (columns past the sequence stay zero and are not stored).
-    let mut queries_t = vec![0f32; head_dim * QUERIES];
+    let queries_t = zeroed(queries_t, head_dim * QUERIES);
     for first in (0..len).step_by(QUERIES) {
         let rows = QUERIES.min(len - first);
         // The keys any query of the block sees.
@@ -162,7 +203,7 @@ fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
             // SAFETY: only instantiated with `AVX512` from `head_attention_avx512` (the CPU
             // has AVX-512 F); `queries_t` is `[Dh, QUERIES]`, `keys_t` `[Dh, padded]` and
             // `scores` `[QUERIES, padded]` with `keys <= padded`, `padded` whole blocks.
-            unsafe { x86::scores(&queries_t, &keys_t, padded, head_dim, keys, &mut scores) };
+            unsafe { x86::scores(queries_t, keys_t, padded, head_dim, keys, scores) };
             true
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -211,13 +252,13 @@ fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         let done = AVX512 && {
             let values = qkv[(offset * 3 + 2) * inner + head * head_dim..].as_ptr();
-            let out = context[first * head_dim..].as_mut_ptr();
             // SAFETY: as above; row `j`'s values start `j * 3 * inner` after `values` and hold
             // `full <= head_dim` of this head's values; `scores` is `[QUERIES, padded]`
-            // (weights of keys `0..keys`); `out` has `rows` rows of `head_dim` from `first` on.
+            // (weights of keys `0..keys`); `out` has `rows` rows of `head_dim` at a stride of
+            // `inner` from row `first` on (the caller's promise).
             unsafe {
                 x86::context(
-                    &scores,
+                    scores,
                     padded,
                     values,
                     3 * inner,
@@ -225,8 +266,8 @@ fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
                     full,
                     &inv,
                     rows,
-                    out,
-                    head_dim,
+                    out.add(first * inner),
+                    inner,
                 )
             };
             true
@@ -245,9 +286,9 @@ fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
                 }
             }
             for (r, acc) in acc.iter().enumerate().take(rows) {
-                let out = &mut context[(first + r) * head_dim + chunk..][..LANES];
+                let out = out.add((first + r) * inner + chunk);
                 for t in 0..LANES {
-                    out[t] = acc[t] * inv[r];
+                    out.add(t).write(acc[t] * inv[r]);
                 }
             }
         }
@@ -261,11 +302,10 @@ fn head_attention_with<const AVX512: bool>(task: &HeadTask) -> Vec<f32> {
                     }
                 };
                 let sum = (0..keys).fold(0f32, |acc, j| weight(j).mul_add(row(j, 2)[d], acc));
-                context[(first + r) * head_dim + d] = sum * inv[r];
+                out.add((first + r) * inner + d).write(sum * inv[r]);
             }
         }
     }
-    context
 }
 
 /// The largest of `values` (`-inf` for none), over 16 lanes at once: a running maximum in
