@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 
 use super::amx;
-use super::{cpu_features, SharedOut};
+use super::{cpu_features, PanelTasks, SharedOut};
 
 /// Output channels per packed panel: three 512-bit registers of f32 accumulators.
 pub const PANEL: usize = 48;
@@ -163,60 +163,44 @@ impl PackedBf16 {
                 .for_each(|(dst, row)| round_row(row, &mut dst[..k]));
         }
 
-        // Tasks: blocks of rows, and when there are too few of them to keep every thread busy
-        // (short inputs), groups of panels within each block.
-        let num_panels = n.div_ceil(PANEL);
-        let row_blocks = m.div_ceil(ROWS_PER_TASK);
-        let wanted = rayon::current_num_threads() * 4;
-        let panel_groups = wanted
-            .div_ceil(row_blocks.max(1))
-            .clamp(1, num_panels.max(1));
-        let panels_per_group = num_panels.div_ceil(panel_groups);
+        let tasks = PanelTasks::new(m, n, PANEL, ROWS_PER_TASK);
         // Every value is written exactly once below (tasks cover all rows x channels), so the
         // buffer is not zeroed first: that pass would cost as much as the store itself.
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let out_ptr = SharedOut(out.as_mut_ptr());
-        (0..row_blocks * panel_groups)
-            .into_par_iter()
-            .for_each(|task| {
-                let (block, group) = (task / panel_groups, task % panel_groups);
-                let row0 = block * ROWS_PER_TASK;
-                let rows = ROWS_PER_TASK.min(m - row0);
-                let first = group * panels_per_group;
-                let panels = first..(first + panels_per_group).min(num_panels);
-                #[cfg(target_arch = "x86_64")]
-                if kernel == Bf16Kernel::Amx && cpu_features().amx_bf16 {
-                    for p in panels {
-                        for r in (0..rows).step_by(amx::TILE_ROWS) {
-                            let mr = amx::TILE_ROWS.min(rows - r);
-                            let a_tile = &a[(row0 + r) * kp..(row0 + r + amx::TILE_ROWS) * kp];
-                            let mut acc = [[0f32; PANEL]; amx::TILE_ROWS];
-                            // SAFETY: the CPU has AMX-BF16 and the tile permission (checked
-                            // above); `kp` is a whole number of tiles, `a` holds 16 rows from
-                            // here (rows are padded to whole tiles), the panel `kp * PANEL`.
-                            unsafe {
-                                amx::bf16_tile_16x48(a_tile, kp, kp, self.panel(p), &mut acc)
-                            };
-                            // SAFETY: as below.
-                            unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
-                        }
-                    }
-                    // SAFETY: as above.
-                    unsafe { amx::release_tiles() };
-                    return;
-                }
+        (0..tasks.len()).into_par_iter().for_each(|task| {
+            let (row0, rows, panels) = tasks.get(task);
+            #[cfg(target_arch = "x86_64")]
+            if kernel == Bf16Kernel::Amx && cpu_features().amx_bf16 {
                 for p in panels {
-                    for r in (0..rows).step_by(MR) {
-                        let mr = MR.min(rows - r);
-                        let a_tile = &a[(row0 + r) * kp..(row0 + r + mr) * kp];
-                        let mut acc = [[0f32; PANEL]; MR];
-                        self.run_tile(kernel, a_tile, mr, p, &mut acc);
-                        // SAFETY: tasks cover disjoint (row block, panel group) pairs, so each
-                        // writes its own rows x channels of `out`, which outlives the loop.
+                    for r in (0..rows).step_by(amx::TILE_ROWS) {
+                        let mr = amx::TILE_ROWS.min(rows - r);
+                        let a_tile = &a[(row0 + r) * kp..(row0 + r + amx::TILE_ROWS) * kp];
+                        let mut acc = [[0f32; PANEL]; amx::TILE_ROWS];
+                        // SAFETY: the CPU has AMX-BF16 and the tile permission (checked
+                        // above); `kp` is a whole number of tiles, `a` holds 16 rows from
+                        // here (rows are padded to whole tiles), the panel `kp * PANEL`.
+                        unsafe { amx::bf16_tile_16x48(a_tile, kp, kp, self.panel(p), &mut acc) };
+                        // SAFETY: as below.
                         unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
                     }
                 }
-            });
+                // SAFETY: as above.
+                unsafe { amx::release_tiles() };
+                return;
+            }
+            for p in panels {
+                for r in (0..rows).step_by(MR) {
+                    let mr = MR.min(rows - r);
+                    let a_tile = &a[(row0 + r) * kp..(row0 + r + mr) * kp];
+                    let mut acc = [[0f32; PANEL]; MR];
+                    self.run_tile(kernel, a_tile, mr, p, &mut acc);
+                    // SAFETY: tasks cover disjoint (row block, panel group) pairs, so each
+                    // writes its own rows x channels of `out`, which outlives the loop.
+                    unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
+                }
+            }
+        });
         // SAFETY: the tasks above wrote all `m * n` values (disjoint rows x channels covering
         // `[M, N]`), within the capacity reserved.
         unsafe { out.set_len(m * n) };

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::{cpu_features, SharedOut};
+use super::{cpu_features, PanelTasks, SharedOut};
 
 /// Output channels per packed panel: three 512-bit registers of f32 accumulators.
 pub const PANEL: usize = 48;
@@ -147,55 +147,41 @@ impl PackedF32 {
         if m == 0 || n == 0 {
             return Vec::new();
         }
-        // Tasks: blocks of rows, and when there are too few of them to keep every thread busy
-        // (short inputs), groups of panels within each block.
-        let num_panels = n.div_ceil(PANEL);
-        let row_blocks = m.div_ceil(ROWS_PER_TASK);
-        let wanted = rayon::current_num_threads() * 4;
-        let panel_groups = wanted
-            .div_ceil(row_blocks.max(1))
-            .clamp(1, num_panels.max(1));
-        let panels_per_group = num_panels.div_ceil(panel_groups);
+        let tasks = PanelTasks::new(m, n, PANEL, ROWS_PER_TASK);
         let k_blocks = k.div_ceil(KC).max(1);
         // Every value is written by the first block below before any block reads it (tasks
         // cover all rows x channels), so the buffer is not zeroed first.
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let out_ptr = SharedOut(out.as_mut_ptr());
-        (0..row_blocks * panel_groups)
-            .into_par_iter()
-            .for_each(|task| {
-                let (block, group) = (task / panel_groups, task % panel_groups);
-                let row0 = block * ROWS_PER_TASK;
-                let rows = ROWS_PER_TASK.min(m - row0);
-                let first = group * panels_per_group;
-                let panels = first..(first + panels_per_group).min(num_panels);
-                for kb in 0..k_blocks {
-                    let k0 = kb * KC;
-                    let kc = KC.min(k - k0.min(k));
-                    for p in panels.clone() {
-                        let col0 = p * PANEL;
-                        let tile = Tile {
-                            b: self.panel_from(p, k0.min(k)),
-                            kc,
-                            cols: PANEL.min(n - col0),
-                            bias: (kb == 0).then(|| self.bias[col0..].as_ptr()),
-                        };
-                        for r in (0..rows).step_by(MR) {
-                            let mr = MR.min(rows - r);
-                            let row = row0 + r;
-                            // SAFETY: `x` holds rows `row..row + mr` of `k` values from `k0`
-                            // on; `out` has room for `[M, N]` and this task alone writes these
-                            // rows x channels (tasks are disjoint); blocks after the first read
-                            // only values the first one wrote.
-                            unsafe {
-                                let a = x.as_ptr().add(row * k + k0.min(k));
-                                let c = out_ptr.at(row * n + col0);
-                                run_tile(kernel, a, k, mr, &tile, c, n);
-                            }
+        (0..tasks.len()).into_par_iter().for_each(|task| {
+            let (row0, rows, panels) = tasks.get(task);
+            for kb in 0..k_blocks {
+                let k0 = kb * KC;
+                let kc = KC.min(k - k0.min(k));
+                for p in panels.clone() {
+                    let col0 = p * PANEL;
+                    let tile = Tile {
+                        b: self.panel_from(p, k0.min(k)),
+                        kc,
+                        cols: PANEL.min(n - col0),
+                        bias: (kb == 0).then(|| self.bias[col0..].as_ptr()),
+                    };
+                    for r in (0..rows).step_by(MR) {
+                        let mr = MR.min(rows - r);
+                        let row = row0 + r;
+                        // SAFETY: `x` holds rows `row..row + mr` of `k` values from `k0`
+                        // on; `out` has room for `[M, N]` and this task alone writes these
+                        // rows x channels (tasks are disjoint); blocks after the first read
+                        // only values the first one wrote.
+                        unsafe {
+                            let a = x.as_ptr().add(row * k + k0.min(k));
+                            let c = out_ptr.at(row * n + col0);
+                            run_tile(kernel, a, k, mr, &tile, c, n);
                         }
                     }
                 }
-            });
+            }
+        });
         // SAFETY: the tasks above wrote all `m * n` values (disjoint rows x channels covering
         // `[M, N]`), within the capacity reserved.
         unsafe { out.set_len(m * n) };

@@ -66,6 +66,53 @@ impl SharedOut {
     }
 }
 
+/// How a GEMM's output `[M, N]` is cut into parallel tasks: blocks of `rows_per_task` rows,
+/// and where there are too few of them to keep every thread busy (short inputs), groups of
+/// panels (of `panel` output channels) within each block. The tasks cover every row x channel
+/// once, so each can write its own part of the output.
+pub(crate) struct PanelTasks {
+    m: usize,
+    rows_per_task: usize,
+    num_panels: usize,
+    panel_groups: usize,
+    panels_per_group: usize,
+}
+
+impl PanelTasks {
+    pub(crate) fn new(m: usize, n: usize, panel: usize, rows_per_task: usize) -> Self {
+        let num_panels = n.div_ceil(panel);
+        let row_blocks = m.div_ceil(rows_per_task);
+        let wanted = rayon::current_num_threads() * 4;
+        let panel_groups = wanted
+            .div_ceil(row_blocks.max(1))
+            .clamp(1, num_panels.max(1));
+        Self {
+            m,
+            rows_per_task,
+            num_panels,
+            panel_groups,
+            panels_per_group: num_panels.div_ceil(panel_groups),
+        }
+    }
+
+    /// How many tasks there are.
+    pub(crate) fn len(&self) -> usize {
+        self.m.div_ceil(self.rows_per_task) * self.panel_groups
+    }
+
+    /// Task `task` (`< len()`): its first row, its number of rows and its panels.
+    pub(crate) fn get(&self, task: usize) -> (usize, usize, std::ops::Range<usize>) {
+        let (block, group) = (task / self.panel_groups, task % self.panel_groups);
+        let row0 = block * self.rows_per_task;
+        let first = group * self.panels_per_group;
+        (
+            row0,
+            self.rows_per_task.min(self.m - row0),
+            first..(first + self.panels_per_group).min(self.num_panels),
+        )
+    }
+}
+
 /// [`attention::packed_attention`] on a burn-flex tensor, or the tensor back on any other
 /// backend (the caller then takes its per-sequence tensor ops).
 ///
