@@ -90,5 +90,7 @@ fn attention_kernels_agree_and_auto_is_fused_on_wgpu() {
     assert!(kiln::AttentionKernel::Auto.is_fused::<Gpu>(&device));
     // One queue on the GPU: the batch is never split across threads by default.
     assert_eq!(kiln::BatchSplit::Auto.slices::<Gpu>(8, &device), 1);
+    // Padded batches beat packed ones on a GPU: text models keep the padding there.
+    assert!(!kiln::Execution::pack_padding_pays::<Gpu>(&device));
     kiln_tests::check_attention_kernels_agree::<Gpu>(&device, 1e-4);
 }

@@ -12,6 +12,8 @@ fn matches_pytorch_on_flex() {
 fn attention_kernels_agree_on_flex() {
     let device = flex_device();
     assert!(!kiln::AttentionKernel::Auto.is_fused::<Flex>(&device));
+    // Work follows the real tokens on a CPU: text models skip the padding there.
+    assert!(kiln::Execution::pack_padding_pays::<Flex>(&device));
     kiln_tests::check_attention_kernels_agree::<Flex>(&device, 1e-5);
 }
 

@@ -59,7 +59,8 @@ pub struct TextModelArgs {
     #[arg(long, default_value_t = kiln_text::DEFAULT_BATCH_SIZE, value_parser = crate::limits::count::<1, { crate::limits::MAX_BATCH }>)]
     pub batch_size: usize,
     /// Run each batch padded to its longest text instead of skipping the padding (the default
-    /// packs the real tokens; the embeddings are the same). For comparison and debugging.
+    /// on the CPU backends packs the real tokens; on a GPU batches always run padded, which is
+    /// faster there; the embeddings are the same). For comparison and debugging.
     #[arg(long)]
     pub no_pack_padding: bool,
     /// Split each batch across CPU threads: `auto` (on the CPU backends), `off`, or a number
@@ -106,9 +107,11 @@ pub fn load<B: Backend>(args: &TextModelArgs, device: &B::Device) -> Result<Text
             .filter(|p| p.is_file())
             .map(|p| p.as_path()),
     )?;
+    if args.no_pack_padding {
+        encoder = encoder.with_pack_padding(false);
+    }
     Ok(encoder
         .with_precision(precision)
         .with_batch_size(args.batch_size)
-        .with_pack_padding(!args.no_pack_padding)
         .with_batch_split(args.batch_split))
 }

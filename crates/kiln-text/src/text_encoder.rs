@@ -31,9 +31,10 @@ const COPIED_FILES: &[&str] = &[
 /// A pretrained BERT-family sentence encoder on backend `B`: the model and its sentence
 /// pipeline, with the conveniences of sentence-transformers' `SentenceTransformer`.
 ///
-/// Padding is skipped by default (real tokens packed end to end, attention per text: the
-/// model's [`kiln::Execution::pack_padding`]); sentence vectors are the same either way and
-/// cost what the real tokens cost.
+/// On the CPU backends padding is skipped by default (real tokens packed end to end, attention
+/// per text: the model's [`kiln::Execution::pack_padding`]), so a batch costs what its real
+/// tokens cost; on a GPU backend batches run padded, which is faster there
+/// ([`kiln::Execution::pack_padding_pays`]). Sentence vectors are the same either way.
 ///
 /// ```no_run
 /// # use kiln_text::TextEncoder;
@@ -71,7 +72,7 @@ impl<B: Backend> TextEncoder<B> {
             .unwrap_or(config.max_position_embeddings);
         let tokenizer = TextTokenizer::from_file(&found.tokenizer, max_seq_length)?;
         let mut model = BertModel::from_safetensors(&config, &found.weights, device)?;
-        model.encoder.execution.pack_padding = true;
+        model.encoder.execution.pack_padding = kiln::Execution::pack_padding_pays::<B>(device);
         let mut pipeline = SentencePipeline::new(&config, tokenizer, found.pooling.clone());
         pipeline.normalize = found.normalize;
         pipeline.lowercase = found.lowercase;

@@ -21,7 +21,8 @@ pub struct Execution {
     /// nested tensors do. Real tokens get the same outputs; padded positions get zeros (as in
     /// PyTorch's fast path) instead of values computed from padding. Never while training with
     /// dropout (attention dropout runs on the padded path). Off by default, so that every
-    /// position equals PyTorch's math path; text models turn it on.
+    /// position equals PyTorch's math path; text models turn it on where it pays
+    /// ([`Self::pack_padding_pays`]).
     pub pack_padding: bool,
     /// Whether slices of the batch run on separate CPU threads (see [`BatchSplit`]).
     pub batch_split: BatchSplit,
@@ -30,6 +31,16 @@ pub struct Execution {
 }
 
 impl Execution {
+    /// Whether skipping the padding ([`Self::pack_padding`]) pays on this backend: what text
+    /// models default to. On the CPU backends (burn-flex, ndarray) the work follows the real
+    /// tokens. On a GPU backend the packed path runs attention one sequence at a time (many
+    /// small dispatches where the padded batch runs one fused kernel per layer) and is slower
+    /// than the padded batch even with the padding's extra work, so text models run padded
+    /// batches there (`docs/benchmarks.md`, "GPU").
+    pub fn pack_padding_pays<B: Backend>(device: &B::Device) -> bool {
+        is_cpu_backend::<B>(device)
+    }
+
     /// Sets [`Self::pack_padding`].
     pub fn with_pack_padding(mut self, yes: bool) -> Self {
         self.pack_padding = yes;
