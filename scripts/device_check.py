@@ -8,7 +8,8 @@ when the image has those packages and report why not otherwise.
     device_check.py random-bert MODEL_DIR           # model.safetensors of config.json's shape
     device_check.py corpus IN.txt N OUT.txt         # N lines, IN's lines repeated
     device_check.py torch --layers L --batch B --seq S [--repeat R]
-    device_check.py st MODEL_DIR CORPUS [--batch-size 32]
+    device_check.py st MODEL_DIR CORPUS [--batch-size 32] [--kiln-output EMB.npy]
+                                                    # with --kiln-output: cosine of kiln's rows to its own
     device_check.py report RESULTS.jsonl            # one JSON object + one table with ratios
 """
 import argparse
@@ -204,12 +205,19 @@ def st_bench(a):
     model.encode(lines[:256], batch_size=a.batch_size)
     torch.cuda.synchronize()
     start = time.perf_counter()
-    model.encode(lines, batch_size=a.batch_size)
+    ours = model.encode(lines, batch_size=a.batch_size, convert_to_tensor=True)
     torch.cuda.synchronize()
     t = time.perf_counter() - start
-    print(json.dumps({"impl": "sentence-transformers-cuda", "name": "sentence-transformers-cuda",
-                      "n": len(lines),
-                      "sentences_per_second": len(lines) / t}))
+    row = {"impl": "sentence-transformers-cuda", "name": "sentence-transformers-cuda",
+           "n": len(lines), "sentences_per_second": len(lines) / t}
+    if a.kiln_output:
+        # kiln's rows against sentence-transformers' on the same GPU, in f64.
+        shape, values = read_npy_f32(a.kiln_output)
+        kiln = torch.frombuffer(bytearray(values.tobytes()), dtype=torch.float32).view(*shape)
+        kiln, ours = kiln.double().cuda(), ours.double()
+        cos = torch.nn.functional.cosine_similarity(kiln, ours, dim=1)
+        row.update(kiln_cosine_min=cos.min().item(), kiln_cosine_mean=cos.mean().item())
+    print(json.dumps(row))
 
 
 def report(path):
@@ -239,6 +247,10 @@ def report(path):
             f"{figure:.2e} {unit}" if figure is not None else "")
         print(f"| {r.get('name', r.get('impl', r.get('case', '?')))} | {shown} | "
               f"{r.get('status', r.get('skipped', r.get('error', 'ok')))} |", file=sys.stderr)
+    for r in rows:
+        if "kiln_cosine_min" in r:
+            print(f"| kiln-embed-wgpu cosine to {r['name']}, min / mean | "
+                  f"{r['kiln_cosine_min']:.7f} / {r['kiln_cosine_mean']:.7f} | parity |", file=sys.stderr)
     for k, v in summary["ratios"].items():
         print(f"| {k} | {v if v is not None else 'n/a'} | ratio |", file=sys.stderr)
 
@@ -257,6 +269,7 @@ def main():
     t.add_argument("--suffix", default="", help="appended to each row's name")
     s = sub.add_parser("st"); s.add_argument("model"); s.add_argument("corpus")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--kiln-output", help="kiln embed's .npy of the same corpus: adds the cosines")
     o = sub.add_parser("report"); o.add_argument("results")
     a = p.parse_args()
     if a.cmd == "fixture":

@@ -13,7 +13,9 @@
 # Needs only bash and python3 (standard library) besides the binary; no internet. MODEL (default
 # .cache/models/all-MiniLM-L6-v2) may lack model.safetensors (too big to carry beside the binary):
 # the script then writes deterministic weights of the config's shape, so the embedding rows
-# measure speed only (said in the row). Exit 1 when a kiln step fails or parity is above 1e-4.
+# measure speed only (said in the row); with real weights, sentence-transformers' row adds the
+# cosine of kiln's embeddings to its own. N (default 100000) sets the number of sentences.
+# Exit 1 when a kiln step fails or parity is above 1e-4.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 KILN="${KILN:-target/release/kiln}"
@@ -104,7 +106,7 @@ done
 
 log "bench done"
 # --- 3. all-MiniLM-L6-v2 on the corpus with kiln embed --backend wgpu, and sentence-transformers.
-N=100000; [ "$DRY" = 1 ] && N=4
+N="${N:-100000}"; [ "$DRY" = 1 ] && N=4
 "$PY" "$HELP" corpus crates/kiln-bench/data/sentences_1000.txt "$N" "$TMP/corpus.txt"
 model="$MODEL"; weights="real weights"
 if [ ! -f "$MODEL/model.safetensors" ]; then
@@ -120,7 +122,9 @@ if [ -n "$model" ]; then
   else
     fail "kiln-embed-wgpu" "$(tail -n 1 "$TMP/embed.err")"
   fi
-  "$PY" "$HELP" st "$model" "$TMP/corpus.txt" >> "$RES" 2>"$TMP/st.err" \
+  compare=()
+  [ "$weights" = "real weights" ] && [ -s "$TMP/emb.npy" ] && compare=(--kiln-output "$TMP/emb.npy")
+  "$PY" "$HELP" st "$model" "$TMP/corpus.txt" "${compare[@]}" >> "$RES" 2>"$TMP/st.err" \
     || log "sentence-transformers: $(tail -n 1 "$TMP/st.err")"
 fi
 
