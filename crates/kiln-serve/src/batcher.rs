@@ -7,8 +7,9 @@
 //! text would take the batch over `max_batch_tokens` padded tokens (texts times the longest
 //! text). A large client batch is thus split across passes, and small requests arriving
 //! meanwhile share a pass with its tail. Within a pass texts are sorted longest first, as
-//! `TextEncoder::embed` does. The model computes each text on its own (padding is packed, the
-//! attention is per text), so a text's vector does not depend on what shares its batch.
+//! `TextEncoder::embed` does. The model computes each text on its own (on the CPU backends the
+//! padding is packed and attention is per text; on a GPU the padding is masked), so a text's
+//! vector does not depend on what shares its batch.
 //!
 //! Requests whose client has gone (the answer's receiver dropped, e.g. the connection closed)
 //! are dropped before any more of their texts are computed.
