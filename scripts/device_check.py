@@ -6,6 +6,7 @@ when the image has those packages and report why not otherwise.
     device_check.py fixture CASE_DIR OUT_DIR        # src/masks as .npy, prints kiln forward's args
     device_check.py compare CASE_DIR OUTPUT.npy     # max-abs error at real tokens, as JSON
     device_check.py random-bert MODEL_DIR           # model.safetensors of config.json's shape
+    device_check.py f16 IN.safetensors OUT.safetensors   # F32 tensors stored as F16 (to carry)
     device_check.py corpus IN.txt N OUT.txt         # N lines, IN's lines repeated
     device_check.py torch --layers L --batch B --seq S [--repeat R]
     device_check.py st MODEL_DIR CORPUS [--batch-size 32] [--kiln-output EMB.npy]
@@ -20,7 +21,7 @@ import struct
 import sys
 import time
 
-DTYPES = {"F32": ("f", 4), "U8": ("B", 1)}
+DTYPES = {"F32": ("f", 4), "U8": ("B", 1), "I64": ("q", 8)}
 
 
 def read_safetensors(path):
@@ -38,6 +39,31 @@ def read_safetensors(path):
         values.frombytes(data[8 + n + start:8 + n + end])
         out[key] = (meta["dtype"], meta["shape"], values)
     return out
+
+
+def write_safetensors(path, tensors):
+    """`tensors`: name -> (dtype, shape, raw little-endian bytes), in file order."""
+    header, offset = {}, 0
+    for key, (dtype, shape, raw) in tensors.items():
+        header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        for _, _, raw in tensors.values():
+            f.write(raw)
+
+
+def to_f16(src, dst):
+    """`src`'s F32 tensors stored as F16 (half the bytes to carry), other dtypes as they are."""
+    out = {}
+    for key, (dtype, shape, values) in read_safetensors(src).items():
+        if dtype == "F32":
+            out[key] = ("F16", shape, struct.pack(f"<{len(values)}e", *values))
+        else:
+            out[key] = (dtype, shape, values.tobytes())
+    write_safetensors(dst, out)
 
 
 def write_npy(path, descr, shape, payload):
@@ -127,7 +153,7 @@ def random_bert(model_dir):
     shapes["pooler.dense.weight"] = [h, h]
     shapes["pooler.dense.bias"] = [h]
     pattern = array.array("f", [((i * 7919) % 1001 - 500) / 10000.0 for i in range(1001)]).tobytes()
-    header, offset, blobs = {}, 0, []
+    tensors = {}
     for key, shape in shapes.items():
         count = 1
         for d in shape:
@@ -137,15 +163,8 @@ def random_bert(model_dir):
             blob = array.array("f", [1.0]).tobytes() * count
         else:
             blob = (pattern * (nbytes // len(pattern) + 1))[:nbytes]
-        header[key] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-        blobs.append(blob)
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(os.path.join(model_dir, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text)
-        for blob in blobs:
-            f.write(blob)
+        tensors[key] = ("F32", shape, blob)
+    write_safetensors(os.path.join(model_dir, "model.safetensors"), tensors)
 
 
 def corpus(src, n, out):
@@ -213,7 +232,7 @@ def st_bench(a):
     if a.kiln_output:
         # kiln's rows against sentence-transformers' on the same GPU, in f64.
         shape, values = read_npy_f32(a.kiln_output)
-        kiln = torch.frombuffer(bytearray(values.tobytes()), dtype=torch.float32).view(*shape)
+        kiln = torch.frombuffer(values, dtype=torch.float32).view(*shape)
         kiln, ours = kiln.double().cuda(), ours.double()
         cos = torch.nn.functional.cosine_similarity(kiln, ours, dim=1)
         row.update(kiln_cosine_min=cos.min().item(), kiln_cosine_mean=cos.mean().item())
@@ -261,6 +280,7 @@ def main():
     f = sub.add_parser("fixture"); f.add_argument("case"); f.add_argument("out")
     c = sub.add_parser("compare"); c.add_argument("case"); c.add_argument("output")
     r = sub.add_parser("random-bert"); r.add_argument("model")
+    h = sub.add_parser("f16"); h.add_argument("src"); h.add_argument("dst")
     k = sub.add_parser("corpus"); k.add_argument("src"); k.add_argument("n", type=int); k.add_argument("out")
     t = sub.add_parser("torch")
     for name in ("layers", "batch", "seq"):
@@ -278,6 +298,8 @@ def main():
         compare(a.case, a.output)
     elif a.cmd == "random-bert":
         random_bert(a.model)
+    elif a.cmd == "f16":
+        to_f16(a.src, a.dst)
     elif a.cmd == "corpus":
         corpus(a.src, a.n, a.out)
     elif a.cmd == "torch":

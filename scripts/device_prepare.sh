@@ -18,27 +18,7 @@ rm -rf .devcarry && mkdir -p .devcarry/model
 strip -o .devcarry/kiln target/release/kiln
 xz -T0 -6 .devcarry/kiln
 (cd "$MODEL" && tar cf - --exclude=model.safetensors --exclude=README.md .) | tar xf - -C .devcarry/model
-python3 - "$MODEL/model.safetensors" .devcarry/model/model.f16.safetensors <<'PY'
-import json, struct, sys
-data = open(sys.argv[1], "rb").read()
-(n,) = struct.unpack("<Q", data[:8])
-header, body = json.loads(data[8:8 + n]), data[8 + n:]
-out, chunks, offset = {}, [], 0
-for key, meta in header.items():
-    if key == "__metadata__":
-        continue
-    start, end = meta["data_offsets"]
-    raw, dtype = body[start:end], meta["dtype"]
-    if dtype == "F32":
-        count = len(raw) // 4
-        raw, dtype = struct.pack(f"<{count}e", *struct.unpack(f"<{count}f", raw)), "F16"
-    out[key] = {"dtype": dtype, "shape": meta["shape"], "data_offsets": [offset, offset + len(raw)]}
-    chunks.append(raw)
-    offset += len(raw)
-head = json.dumps(out).encode()
-head += b" " * (-len(head) % 8)
-open(sys.argv[2], "wb").write(struct.pack("<Q", len(head)) + head + b"".join(chunks))
-PY
+python3 scripts/device_check.py f16 "$MODEL/model.safetensors" .devcarry/model/model.f16.safetensors
 if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
   grep -qx '/.gl/' .git/info/exclude || echo '/.gl/' >> .git/info/exclude
   mkdir -p .gl /tmp/amd64/partial

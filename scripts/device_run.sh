@@ -25,4 +25,6 @@ PYEOF
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; lscpu | grep -E 'Model name|^CPU\(s\)'; "$PY" -c 'import torch, sentence_transformers as s; print("torch", torch.__version__, "st", s.__version__)'; } 2>&1 | tee "$OUT/machine.txt"
 set -o pipefail
 KILN=$D/kiln MODEL=$D/model OUT="$OUT" PY="$PY" N="${N:-100000}" timeout "${BUDGET:-480}" bash scripts/device_check.sh "$@" 2>&1 | tee "$OUT/log.txt"
-echo "device_check exit $?"
+status=$?
+echo "device_check exit $status"
+exit "$status"
