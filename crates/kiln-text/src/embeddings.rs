@@ -56,10 +56,14 @@ impl<B: Backend> BertEmbeddings<B> {
         word_vectors: Tensor<B, 3>,
         token_type_ids: Tensor<B, 2, Int>,
     ) -> Tensor<B, 3> {
-        let [_, seq, _] = word_vectors.dims();
+        let [batch, seq, _] = word_vectors.dims();
         let device = word_vectors.device();
-        // [1, S] positions -> [1, S, E], broadcast over the batch.
-        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        // [B, S] positions -> [B, S, E]: gathered per row rather than broadcast from [1, S, E],
+        // so the sum is of two contiguous tensors (burn-flex adds a broadcast operand through
+        // a strided index per value, several times slower than the gather).
+        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
+            .reshape([1, seq])
+            .repeat_dim(0, batch);
         let x = word_vectors
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_type_ids);

@@ -17,6 +17,8 @@
 //! instructions rather than running it). Every kernel is tested against an f64 reference over
 //! the same bf16 values on odd shapes.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::amx;
@@ -154,14 +156,27 @@ impl PackedBf16 {
     pub fn forward(&self, x: &[f32], m: usize, kernel: Bf16Kernel) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "input is not [M, K]");
         let (k, kp, n) = (self.k, self.k_padded, self.n);
-        // Rows padded with zeros to whole AMX tiles.
-        let mut a = vec![0u16; m.div_ceil(amx::TILE_ROWS) * amx::TILE_ROWS * kp];
-        if k > 0 {
-            a.par_chunks_mut(kp)
-                .zip(x.par_chunks(k))
+        // Rows padded with zeros to whole AMX tiles. Every value is written once (rounded
+        // inputs, then zeros past `K` and in the padding rows): zeroing the buffer first would
+        // cost another pass over it.
+        let rows_padded = m.div_ceil(amx::TILE_ROWS) * amx::TILE_ROWS;
+        let mut a: Vec<u16> = Vec::with_capacity(rows_padded * kp);
+        let spare = &mut a.spare_capacity_mut()[..rows_padded * kp];
+        let (real_rows, padding_rows) = spare.split_at_mut(m * kp);
+        if kp > 0 {
+            real_rows
+                .par_chunks_mut(kp)
+                .zip(x.par_chunks(k.max(1)))
                 .with_min_len(16)
-                .for_each(|(dst, row)| round_row(row, &mut dst[..k]));
+                .for_each(|(dst, row)| {
+                    let (values, zeros) = dst.split_at_mut(k);
+                    round_row(row, values);
+                    zeros.fill(MaybeUninit::new(0));
+                });
         }
+        padding_rows.fill(MaybeUninit::new(0));
+        // SAFETY: every one of the `rows_padded * kp` values was written above.
+        unsafe { a.set_len(rows_padded * kp) };
 
         let tasks = PanelTasks::new(m, n, PANEL, ROWS_PER_TASK);
         // Every value is written exactly once below (tasks cover all rows x channels), so the
@@ -172,11 +187,12 @@ impl PackedBf16 {
             let (row0, rows, panels) = tasks.get(task);
             #[cfg(target_arch = "x86_64")]
             if kernel == Bf16Kernel::Amx && cpu_features().amx_bf16 {
+                // The tile product overwrites the accumulators: zeroed once per task.
+                let mut acc = [[0f32; PANEL]; amx::TILE_ROWS];
                 for p in panels {
                     for r in (0..rows).step_by(amx::TILE_ROWS) {
                         let mr = amx::TILE_ROWS.min(rows - r);
                         let a_tile = &a[(row0 + r) * kp..(row0 + r + amx::TILE_ROWS) * kp];
-                        let mut acc = [[0f32; PANEL]; amx::TILE_ROWS];
                         // SAFETY: the CPU has AMX-BF16 and the tile permission (checked
                         // above); `kp` is a whole number of tiles, `a` holds 16 rows from
                         // here (rows are padded to whole tiles), the panel `kp * PANEL`.
@@ -189,11 +205,13 @@ impl PackedBf16 {
                 unsafe { amx::release_tiles() };
                 return;
             }
+            // The microkernels overwrite the accumulators of the rows they compute (and the
+            // store reads only those): zeroed once per task.
+            let mut acc = [[0f32; PANEL]; MR];
             for p in panels {
                 for r in (0..rows).step_by(MR) {
                     let mr = MR.min(rows - r);
                     let a_tile = &a[(row0 + r) * kp..(row0 + r + mr) * kp];
-                    let mut acc = [[0f32; PANEL]; MR];
                     self.run_tile(kernel, a_tile, mr, p, &mut acc);
                     // SAFETY: tasks cover disjoint (row block, panel group) pairs, so each
                     // writes its own rows x channels of `out`, which outlives the loop.
@@ -256,7 +274,7 @@ impl PackedBf16 {
 }
 
 /// One row of activations rounded to bf16.
-fn round_row(row: &[f32], dst: &mut [u16]) {
+fn round_row(row: &[f32], dst: &mut [MaybeUninit<u16>]) {
     #[cfg(target_arch = "x86_64")]
     if cpu_features().avx512 {
         // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the body is safe Rust.
@@ -266,9 +284,9 @@ fn round_row(row: &[f32], dst: &mut [u16]) {
 }
 
 #[inline(always)]
-fn round_row_portable(row: &[f32], dst: &mut [u16]) {
+fn round_row_portable(row: &[f32], dst: &mut [MaybeUninit<u16>]) {
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = to_bf16(v);
+        d.write(to_bf16(v));
     }
 }
 
@@ -276,6 +294,7 @@ fn round_row_portable(row: &[f32], dst: &mut [u16]) {
 fn tile_portable(a: &[u16], rows: usize, kp: usize, b: &[u16], acc: &mut [[f32; PANEL]; MR]) {
     for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
         let a_row = &a[r * kp..(r + 1) * kp];
+        acc_row.fill(0.0);
         for (pair, b_pair) in b.chunks_exact(PANEL * 2).enumerate() {
             let a0 = from_bf16(a_row[2 * pair]);
             let a1 = from_bf16(a_row[2 * pair + 1]);
@@ -288,11 +307,11 @@ fn tile_portable(a: &[u16], rows: usize, kp: usize, b: &[u16], acc: &mut [[f32; 
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, PANEL};
+    use super::{MaybeUninit, MR, PANEL};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn round_row_avx512(row: &[f32], dst: &mut [u16]) {
+    pub(super) unsafe fn round_row_avx512(row: &[f32], dst: &mut [MaybeUninit<u16>]) {
         super::round_row_portable(row, dst)
     }
 

@@ -11,6 +11,8 @@
 //!
 //! [`int8_linear_reference`]: super::quantize::int8_linear_reference
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::amx;
@@ -159,8 +161,11 @@ impl PackedInt8 {
             .with_min_len(16)
             .for_each(|((q, scale), row)| *scale = quantize_row(row, &mut q[..k]));
 
-        let mut out = vec![0f32; m * n];
-        out.par_chunks_mut(ROWS_PER_TASK * n)
+        // Every value is written once by the stores below (tasks cover all rows, each all
+        // panels), so the output is not zeroed first: that pass would cost as much as the store.
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
+        out.spare_capacity_mut()[..m * n]
+            .par_chunks_mut(ROWS_PER_TASK * n.max(1))
             .enumerate()
             .for_each(|(task, out_rows)| {
                 let row0 = task * ROWS_PER_TASK;
@@ -169,8 +174,9 @@ impl PackedInt8 {
                 let scales = &row_scales[row0..row0 + rows];
                 #[cfg(target_arch = "x86_64")]
                 if kernel == Int8Kernel::Amx && cpu_features().amx_int8 {
+                    // The tile product overwrites the accumulators: zeroed once per task.
+                    let mut acc = [[0i32; PANEL]; ROWS_PER_TASK];
                     for p in 0..n.div_ceil(PANEL) {
-                        let mut acc = [[0i32; PANEL]; ROWS_PER_TASK];
                         // SAFETY: the CPU has AMX-INT8 and the tile permission (checked above);
                         // `kp` is a whole number of tiles, `a` holds 32 rows (padded), the
                         // panel `kp * PANEL` values.
@@ -187,6 +193,9 @@ impl PackedInt8 {
                     unsafe { amx::release_tiles() };
                     return;
                 }
+                // The microkernels overwrite the accumulators of the rows they compute (and
+                // the store reads only those): zeroed once per task.
+                let mut acc = [[0i32; PANEL]; MR];
                 for p in 0..n.div_ceil(PANEL) {
                     for r in (0..rows).step_by(MR) {
                         let mr = MR.min(rows - r);
@@ -197,35 +206,43 @@ impl PackedInt8 {
                             col0: p * PANEL,
                         };
                         let out_tile = &mut out_rows[r * n..(r + mr) * n];
-                        self.run_tile(kernel, &tile, p, out_tile);
+                        self.run_tile(kernel, &tile, p, &mut acc, out_tile);
                     }
                 }
             });
+        // SAFETY: the tasks above wrote all `m * n` values.
+        unsafe { out.set_len(m * n) };
         out
     }
 
-    fn run_tile(&self, kernel: Int8Kernel, tile: &Tile, panel: usize, out: &mut [f32]) {
-        let mut acc = [[0i32; PANEL]; MR];
+    fn run_tile(
+        &self,
+        kernel: Int8Kernel,
+        tile: &Tile,
+        panel: usize,
+        acc: &mut [[i32; PANEL]; MR],
+        out: &mut [MaybeUninit<f32>],
+    ) {
         let b = self.panel(panel);
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Int8Kernel::Avx512Vnni if cpu_features().avx512_vnni => {
                 // SAFETY: the CPU has AVX-512 F/BW/VL and VNNI (checked above); slices are in
                 // bounds by construction (a: rows * k_padded, b: k_padded * PANEL).
-                unsafe { x86::tile_avx512_vnni(tile.a, tile.rows, self.k_padded, b, &mut acc) }
+                unsafe { x86::tile_avx512_vnni(tile.a, tile.rows, self.k_padded, b, acc) }
             }
             #[cfg(target_arch = "x86_64")]
             Int8Kernel::AvxVnni if cpu_features().avx_vnni => {
                 // SAFETY: the CPU has AVX2 and AVX-VNNI (checked above); bounds as above.
-                unsafe { x86::tile_avx_vnni(tile.a, tile.rows, self.k_padded, b, &mut acc) }
+                unsafe { x86::tile_avx_vnni(tile.a, tile.rows, self.k_padded, b, acc) }
             }
-            _ => tile_portable_dispatch(tile.a, tile.rows, self.k_padded, b, &mut acc),
+            _ => tile_portable_dispatch(tile.a, tile.rows, self.k_padded, b, acc),
         }
-        self.store(tile, &acc, out);
+        self.store(tile, acc, out);
     }
 
     /// `out[r, col0 + c] = rescale(acc[r][c])` for the tile's real rows and channels.
-    fn store(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [f32]) {
+    fn store(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [MaybeUninit<f32>]) {
         #[cfg(target_arch = "x86_64")]
         if cpu_features().avx512 {
             // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the body is safe Rust.
@@ -236,12 +253,12 @@ impl PackedInt8 {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn store_avx512(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [f32]) {
+    unsafe fn store_avx512(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [MaybeUninit<f32>]) {
         self.store_portable(tile, acc, out)
     }
 
     #[inline(always)]
-    fn store_portable(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [f32]) {
+    fn store_portable(&self, tile: &Tile, acc: &[[i32; PANEL]], out: &mut [MaybeUninit<f32>]) {
         let n = self.n;
         let c0 = tile.col0;
         let cols = PANEL.min(n - c0);
@@ -256,7 +273,7 @@ impl PackedInt8 {
             for ((((d, &a), &s), &sum), &b) in
                 dst.iter_mut().zip(acc).zip(scales).zip(sums).zip(bias)
             {
-                *d = rescale(a, row, s, sum, b);
+                d.write(rescale(a, row, s, sum, b));
             }
         }
     }
@@ -293,6 +310,7 @@ fn tile_portable_dispatch(
 fn tile_portable(a: &[u8], rows: usize, kp: usize, b: &[i8], acc: &mut [[i32; PANEL]; MR]) {
     for (r, acc_row) in acc.iter_mut().enumerate().take(rows) {
         let a_row = &a[r * kp..(r + 1) * kp];
+        acc_row.fill(0);
         for (k4, b_group) in b.chunks_exact(PANEL * 4).enumerate() {
             let av = &a_row[k4 * 4..k4 * 4 + 4];
             for (c, acc_c) in acc_row.iter_mut().enumerate() {
