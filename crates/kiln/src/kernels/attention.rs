@@ -176,11 +176,16 @@ unsafe fn head_attention_with<const AVX512: bool>(
         queries_t,
     } = scratch;
     let keys_t = zeroed(keys_t, head_dim * padded);
-    for j in 0..len {
-        for (d, &k) in row(j, 1).iter().enumerate() {
-            keys_t[d * padded + j] = k;
-        }
-    }
+    let keys_from = (offset * 3 + 1) * inner + head * head_dim;
+    transpose_rows(
+        &qkv[keys_from..],
+        3 * inner,
+        len,
+        head_dim,
+        1.0,
+        keys_t,
+        padded,
+    );
     let scale = (head_dim as f32).powf(-0.5);
     // `[QUERIES, padded]` scores of one block of queries, then their weights `[padded, QUERIES]`.
     let scores = zeroed(scores, QUERIES * padded);
@@ -193,11 +198,16 @@ unsafe fn head_attention_with<const AVX512: bool>(
         // The keys any query of the block sees.
         let keys = if causal { first + rows } else { len };
         queries_t.fill(0.0);
-        for r in 0..rows {
-            for (d, &v) in row(first + r, 0).iter().enumerate() {
-                queries_t[d * QUERIES + r] = v * scale;
-            }
-        }
+        let queries_from = (offset + first) * 3 * inner + head * head_dim;
+        transpose_rows(
+            &qkv[queries_from..],
+            3 * inner,
+            rows,
+            head_dim,
+            scale,
+            queries_t,
+            QUERIES,
+        );
         #[cfg(target_arch = "x86_64")]
         let scored = AVX512 && {
             // SAFETY: only instantiated with `AVX512` from `head_attention_avx512` (the CPU
@@ -308,6 +318,67 @@ unsafe fn head_attention_with<const AVX512: bool>(
     }
 }
 
+/// `dst[d * dst_stride + j] = src[j * src_stride + d] * scale` for `rows` rows `j` of `cols`
+/// values `d`: rows of the packed `qkv` transposed (and scaled), 4 x 4 at a time in SSE
+/// registers on x86-64. One value at a time, a transpose is a scalar store per value, which at
+/// sentence lengths costs more than the products it prepares.
+#[inline(always)]
+fn transpose_rows(
+    src: &[f32],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    // Whole 4 x 4 blocks in registers, the rest one value at a time.
+    let (rows_done, cols_done) = if cfg!(target_arch = "x86_64") {
+        (rows / 4 * 4, cols / 4 * 4)
+    } else {
+        (0, 0)
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        for j in (0..rows_done).step_by(4) {
+            for d in (0..cols_done).step_by(4) {
+                let load = |r: usize| -> __m128 {
+                    let values: &[f32; 4] =
+                        src[(j + r) * src_stride + d..][..4].try_into().unwrap();
+                    // SAFETY: SSE is part of x86-64; `values` holds 4 f32.
+                    unsafe { _mm_mul_ps(_mm_loadu_ps(values.as_ptr()), _mm_set1_ps(scale)) }
+                };
+                let (r0, r1, r2, r3) = (load(0), load(1), load(2), load(3));
+                // SAFETY: SSE is part of x86-64 (register shuffles only).
+                let columns = unsafe {
+                    let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpackhi_ps(r0, r1));
+                    let (t2, t3) = (_mm_unpacklo_ps(r2, r3), _mm_unpackhi_ps(r2, r3));
+                    [
+                        _mm_movelh_ps(t0, t2),
+                        _mm_movehl_ps(t2, t0),
+                        _mm_movelh_ps(t1, t3),
+                        _mm_movehl_ps(t3, t1),
+                    ]
+                };
+                for (c, column) in columns.into_iter().enumerate() {
+                    let out: &mut [f32; 4] = (&mut dst[(d + c) * dst_stride + j..][..4])
+                        .try_into()
+                        .unwrap();
+                    // SAFETY: SSE is part of x86-64; `out` holds 4 f32.
+                    unsafe { _mm_storeu_ps(out.as_mut_ptr(), column) };
+                }
+            }
+        }
+    }
+    for j in 0..rows {
+        let from = if j < rows_done { cols_done } else { 0 };
+        for d in from..cols {
+            dst[d * dst_stride + j] = src[j * src_stride + d] * scale;
+        }
+    }
+}
+
 /// The largest of `values` (`-inf` for none), over 16 lanes at once: a running maximum in
 /// one variable is a chain of dependent compares the compiler cannot vectorize.
 #[inline(always)]
@@ -319,12 +390,15 @@ fn lane_max(values: &[f32]) -> f32 {
             *m = if v > *m { v } else { *m };
         }
     }
-    for (m, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *m = if v > *m { v } else { *m };
-    }
-    lanes
+    // The tail is merged one value at a time: a masked update of the lanes in memory, read
+    // back as scalars, stalls on store forwarding.
+    let lanes_max = lanes
         .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    chunks
+        .remainder()
+        .iter()
+        .fold(lanes_max, |m, &v| if v > m { v } else { m })
 }
 
 /// The sum of `values`, in 16 lanes then across them (vectorized, unlike one running sum).
@@ -337,10 +411,17 @@ fn lane_sum(values: &[f32]) -> f32 {
             *s += v;
         }
     }
-    for (s, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *s += v;
+    // The tail joins its lane as the lanes are summed (the same additions as adding it into
+    // the lanes first, without a masked update of them in memory; see `lane_max`).
+    let tail = chunks.remainder();
+    let mut sum = 0f32;
+    for (i, &lane) in lanes.iter().enumerate() {
+        sum += match tail.get(i) {
+            Some(&v) => lane + v,
+            None => lane,
+        };
     }
-    lanes.iter().sum()
+    sum
 }
 
 #[cfg(target_arch = "x86_64")]
