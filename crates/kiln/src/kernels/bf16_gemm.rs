@@ -163,10 +163,11 @@ impl PackedBf16 {
         let mut a: Vec<u16> = Vec::with_capacity(rows_padded * kp);
         let spare = &mut a.spare_capacity_mut()[..rows_padded * kp];
         let (real_rows, padding_rows) = spare.split_at_mut(m * kp);
-        if kp > 0 {
+        // (`kp` is 0 exactly when `k` is: then there is nothing to write, and no chunk size.)
+        if k > 0 {
             real_rows
                 .par_chunks_mut(kp)
-                .zip(x.par_chunks(k.max(1)))
+                .zip(x.par_chunks(k))
                 .with_min_len(16)
                 .for_each(|(dst, row)| {
                     let (values, zeros) = dst.split_at_mut(k);
