@@ -260,6 +260,43 @@ impl PackedBf16 {
         col0: usize,
         out: &SharedOut,
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if cpu_features().avx512 {
+            // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the rest as the caller says.
+            return self.store_avx512(acc, rows, row0, col0, out);
+        }
+        self.store_portable(acc, rows, row0, col0, out)
+    }
+
+    /// [`Self::store`] compiled for AVX-512: the same additions, 16 lanes at a time (the task
+    /// loop that calls it is compiled for the baseline x86-64, where they took 4).
+    ///
+    /// # Safety
+    /// As [`Self::store`], and the CPU has AVX-512 F/BW/VL.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store_avx512(
+        &self,
+        acc: &[[f32; PANEL]],
+        rows: usize,
+        row0: usize,
+        col0: usize,
+        out: &SharedOut,
+    ) {
+        self.store_portable(acc, rows, row0, col0, out)
+    }
+
+    /// # Safety
+    /// As [`Self::store`].
+    #[inline(always)]
+    unsafe fn store_portable(
+        &self,
+        acc: &[[f32; PANEL]],
+        rows: usize,
+        row0: usize,
+        col0: usize,
+        out: &SharedOut,
+    ) {
         let n = self.n;
         let cols = PANEL.min(n - col0);
         let bias = &self.bias[col0..col0 + cols];
