@@ -3,7 +3,8 @@
 # "CPU kernels"): all-MiniLM-L6-v2 on the 1,000-sentence corpus (sentence-transformers,
 # onnxruntime fp32 and int8, kiln default f32, then the same with kiln --precision int8, and
 # --precision bf16 where the CPU has avx512_bf16), and the encoder "base" (PyTorch eager, kiln
-# f32, int8 and bf16, alternating); where the CPU has AMX, kiln's int8 and bf16 also without it.
+# f32, int8 and bf16, alternating, then the reduced precisions' error against f32); where the CPU
+# has AMX, kiln's int8 and bf16 also without it.
 #
 #   cargo build --release -p kiln-cli && bash scripts/fetch_minilm.sh && ../shared/peers/setup.sh
 #   bash scripts/bench_cpu_peers.sh [ROUNDS]        # default 3
@@ -61,6 +62,21 @@ for round in $(seq "$ROUNDS"); do
   done
   echo "$line"
 done
+# The reduced precisions' error on "base": the same seeded input through each, against f32.
+for precision in $PRECISIONS; do
+  "$KILN" forward --config "$BASE/config.json" --weights "$BASE/model.safetensors" --batch 8 --seq 128 \
+    --seed 1 --precision "$precision" --output "$BASE/out_$precision.npy" >/dev/null 2>&1
+done
+"$PY" - "$BASE" $PRECISIONS <<'PY'
+import sys
+import numpy as np
+base, precisions = sys.argv[1], sys.argv[2:]
+f32 = np.load(f"{base}/out_f32.npy")
+for p in precisions[1:]:
+    err = np.abs(np.load(f"{base}/out_{p}.npy") - f32)
+    print(f'"base" {p} against f32: max-abs {err.max():.4f}, mean-abs {err.mean():.5f} '
+          f'(f32 output within [{f32.min():.3f}, {f32.max():.3f}])')
+PY
 
 if grep -qw amx_tile /proc/cpuinfo; then
   echo "=== all-MiniLM-L6-v2, kiln only: AMX against the AVX-512 kernels (KILN_DISABLE_CPU_FEATURES=amx), alternating"
