@@ -235,10 +235,23 @@ unsafe fn head_attention_with<const AVX512: bool>(
         }
         // Softmax per query over its keys; the block's later keys get weight 0.
         let mut inv = [0f32; QUERIES];
+        #[cfg(target_arch = "x86_64")]
+        let normalized = AVX512 && {
+            let own = |r: usize| if causal { first + r + 1 } else { len };
+            // SAFETY: as above (`AVX512`: the CPU has AVX-512 F); `scores` is
+            // `[QUERIES, padded]`, every query's keys `own(r) <= keys <= padded`.
+            unsafe { x86::softmax(scores, padded, rows, own, keys, &mut inv) };
+            true
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let normalized = false;
         if !AVX512 {
             weights_t[..keys * QUERIES].fill(0.0);
         }
-        for (r, inv) in inv.iter_mut().enumerate().take(rows) {
+        // The same softmax one query at a time where the AVX-512 one did not run, its weights
+        // transposed for the portable context loop (keys past a query's own stay 0).
+        let scalar_rows = if normalized { 0 } else { rows };
+        for (r, inv) in inv.iter_mut().enumerate().take(scalar_rows) {
             let own = if causal { first + r + 1 } else { len };
             let weights = &mut scores[r * padded..r * padded + own];
             let max = lane_max(weights);
@@ -246,14 +259,8 @@ unsafe fn head_attention_with<const AVX512: bool>(
                 *w = exp(*w - max);
             }
             *inv = 1.0 / lane_sum(weights);
-            if AVX512 {
-                // The AVX-512 loop reads the weights in place; keys past this query's own
-                // (causal) weigh nothing.
-                scores[r * padded + own..r * padded + keys].fill(0.0);
-            } else {
-                for (j, &w) in weights.iter().enumerate() {
-                    weights_t[j * QUERIES + r] = w;
-                }
+            for (j, &w) in weights.iter().enumerate() {
+                weights_t[j * QUERIES + r] = w;
             }
         }
         // The context, 16 of its `Dh` values at a time, accumulated in registers over keys
@@ -492,6 +499,82 @@ mod x86 {
         }
     }
 
+    /// Softmax of the first `rows` rows of `scores` (`[QUERIES, padded]`), row `r` over its
+    /// keys `0..own(r)`: the row becomes `e^(s - max)` there and 0 from there up to `keys`, and
+    /// `inv[r]` 1 / its sum. The same values in the same order as [`super::lane_max`],
+    /// [`super::exp`] and [`super::lane_sum`] (the tails in masked lanes instead of one at a
+    /// time), so the same bits.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `scores` is `[QUERIES, padded]`, `padded % 16 == 0`,
+    /// `0 < own(r) <= keys <= padded` for `r < rows <= QUERIES`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax(
+        scores: &mut [f32],
+        padded: usize,
+        rows: usize,
+        own: impl Fn(usize) -> usize,
+        keys: usize,
+        inv: &mut [f32; QUERIES],
+    ) {
+        debug_assert!(scores.len() >= QUERIES * padded && keys <= padded && padded % LANES == 0);
+        for (r, inv) in inv.iter_mut().enumerate().take(rows) {
+            let own = own(r);
+            debug_assert!(own > 0 && own <= keys);
+            let row = scores.as_mut_ptr().add(r * padded);
+            let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+            for c in (0..own).step_by(LANES) {
+                let v = _mm512_mask_loadu_ps(max, lanes(own - c), row.add(c));
+                max = _mm512_max_ps(max, v);
+            }
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+            let mut sums = _mm512_setzero_ps();
+            for c in (0..keys).step_by(LANES) {
+                let mask = lanes(own.saturating_sub(c));
+                let weights = if mask == 0 {
+                    _mm512_setzero_ps()
+                } else {
+                    let v = _mm512_loadu_ps(row.add(c));
+                    _mm512_maskz_mov_ps(mask, exp16(_mm512_sub_ps(v, max)))
+                };
+                _mm512_storeu_ps(row.add(c), weights);
+                sums = _mm512_add_ps(sums, weights);
+            }
+            // Across the lanes in order, as `lane_sum` does.
+            let mut lanes_sum = [0f32; LANES];
+            _mm512_storeu_ps(lanes_sum.as_mut_ptr(), sums);
+            *inv = 1.0 / lanes_sum.iter().fold(0f32, |sum, &lane| sum + lane);
+        }
+    }
+
+    /// The mask of the first `n` of 16 lanes.
+    #[inline(always)]
+    fn lanes(n: usize) -> __mmask16 {
+        if n >= LANES {
+            0xFFFF
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// [`super::exp`] on 16 lanes: the same operations, so the same bits.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693_145_75), x);
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0_f32);
+        for c in [1.0 / 120.0_f32, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let bits = _mm512_castps_si512(_mm512_add_ps(n, _mm512_set1_ps(8_388_735.0)));
+        _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bits)))
+    }
+
     /// `out[r, c] = inv[r] * sum_j weights[r, j] * values[j * stride + c]` for the first
     /// `rows` queries and `c < full` (whole blocks of 16): up to 4 blocks of the head's
     /// values per pass, each a sum over `j` in order.
@@ -642,6 +725,39 @@ mod tests {
         assert!(worst <= 2.5e-7, "relative error {worst}");
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) <= 2e-38);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn exp16_is_exp_lane_by_lane() {
+        if !crate::kernels::cpu_features().avx512 {
+            return;
+        }
+        let inputs: Vec<f32> = (0..=1_000_000)
+            .map(|i| -(i as f32) * 1e-4)
+            .chain([
+                f32::NEG_INFINITY,
+                -1e30,
+                -87.5,
+                -0.0,
+                0.0,
+                f32::MIN_POSITIVE,
+            ])
+            .collect();
+        for chunk in inputs.chunks(16) {
+            let mut lanes = [0f32; 16];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut got = [0f32; 16];
+            // SAFETY: the CPU has AVX-512 F (checked above).
+            unsafe {
+                use std::arch::x86_64::*;
+                let v = x86::exp16(_mm512_loadu_ps(lanes.as_ptr()));
+                _mm512_storeu_ps(got.as_mut_ptr(), v);
+            }
+            for (&x, &e) in lanes.iter().zip(&got) {
+                assert_eq!(e.to_bits(), exp(x).to_bits(), "exp({x})");
+            }
+        }
     }
 
     #[test]
