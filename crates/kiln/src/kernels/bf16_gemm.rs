@@ -420,7 +420,9 @@ pub fn bf16_linear_reference(
 mod tests {
     use super::*;
 
+    use super::super::assert_within_accumulation_error;
     use super::super::test_values as values;
+    use super::super::ODD_SHAPES;
 
     #[test]
     fn rounding_is_to_nearest_even_and_keeps_nan_and_infinities() {
@@ -444,43 +446,27 @@ mod tests {
 
     #[test]
     fn every_kernel_equals_the_reference_on_odd_shapes() {
-        let shapes = [
-            (1, 1, 1),
-            (1, 384, 5),
-            (7, 33, 13),
-            (8, 4, 48),
-            (9, 7, 49),
-            (33, 384, 65),
-            (17, 1536, 384),
-            (70, 384, 1536),
-            (130, 768, 100),
-        ];
-        for (m, k, n) in shapes {
+        for (m, k, n) in ODD_SHAPES {
             let x = values(m * k, 1);
             let w = values(k * n, 2);
             let bias = values(n, 3);
             for bias in [None, Some(bias.as_slice())] {
                 let packed = PackedBf16::new(&w, k, n, bias);
                 let reference = bf16_linear_reference(&x, m, &w, k, n, bias);
+                // The products are exact in f32: the bound is the f32 one over the rounded values.
                 let (xr, wr) = (round_to_bf16(&x), round_to_bf16(&w));
                 for kernel in Bf16Kernel::available() {
                     let y = packed.forward(&x, m, kernel);
-                    assert_eq!(y.len(), m * n);
-                    for row in 0..m {
-                        for col in 0..n {
-                            // f32 accumulation of k exact products: within k ulps of their
-                            // absolute sum (a wrong layout is off by a sizeable part of it).
-                            let abs_sum: f64 = (0..k)
-                                .map(|i| (xr[row * k + i] as f64 * wr[i * n + col] as f64).abs())
-                                .sum();
-                            let bound = (k as f64 + 2.0) * f32::EPSILON as f64 * abs_sum + 1e-6;
-                            let (got, want) = (y[row * n + col] as f64, reference[row * n + col]);
-                            assert!(
-                                (got - want).abs() <= bound,
-                                "{kernel:?} on {m}x{k}x{n} at [{row}, {col}]: {got} vs {want}"
-                            );
-                        }
-                    }
+                    let what = format!("{kernel:?}");
+                    assert_within_accumulation_error(
+                        &y,
+                        &reference,
+                        &xr,
+                        &wr,
+                        bias,
+                        (m, k, n),
+                        &what,
+                    );
                 }
             }
         }

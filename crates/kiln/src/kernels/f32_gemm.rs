@@ -279,7 +279,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
     ) {
-        debug_assert!(rows >= 1 && rows <= MR);
+        debug_assert!((1..=MR).contains(&rows));
         super::super::with_rows!(rows, avx512_rows(a, lda, tile, c, ldc))
     }
 
@@ -392,25 +392,13 @@ pub fn f32_linear_reference(
 mod tests {
     use super::*;
 
+    use super::super::assert_within_accumulation_error;
     use super::super::test_values as values;
+    use super::super::ODD_SHAPES;
 
     #[test]
     fn every_kernel_equals_the_reference_on_odd_shapes() {
-        // K past one block (256) and not a multiple of it; N past one panel and not a
-        // multiple of it; M past one task (64) and not a multiple of the 8-row tile.
-        let shapes = [
-            (1, 1, 1),
-            (1, 384, 5),
-            (7, 33, 13),
-            (8, 4, 48),
-            (9, 7, 49),
-            (33, 384, 65),
-            (17, 1536, 384),
-            (70, 384, 1536),
-            (130, 768, 100),
-            (3, 257, 47),
-        ];
-        for (m, k, n) in shapes {
+        for (m, k, n) in ODD_SHAPES {
             let x = values(m * k, 1);
             let w = values(k * n, 2);
             let bias = values(n, 3);
@@ -419,23 +407,16 @@ mod tests {
                 let reference = f32_linear_reference(&x, m, &w, k, n, bias);
                 for kernel in F32Kernel::available() {
                     let y = packed.forward(&x, m, kernel);
-                    assert_eq!(y.len(), m * n);
-                    for row in 0..m {
-                        for col in 0..n {
-                            // f32 accumulation of k products: within k ulps of their absolute
-                            // sum (a wrong layout is off by a sizeable part of it).
-                            let abs_sum: f64 = (0..k)
-                                .map(|i| (x[row * k + i] as f64 * w[i * n + col] as f64).abs())
-                                .sum::<f64>()
-                                + bias.map_or(0.0, |b| b[col].abs() as f64);
-                            let bound = (k as f64 + 2.0) * f32::EPSILON as f64 * abs_sum + 1e-6;
-                            let (got, want) = (y[row * n + col] as f64, reference[row * n + col]);
-                            assert!(
-                                (got - want).abs() <= bound,
-                                "{kernel:?} on {m}x{k}x{n} at [{row}, {col}]: {got} vs {want}"
-                            );
-                        }
-                    }
+                    let what = format!("{kernel:?}");
+                    assert_within_accumulation_error(
+                        &y,
+                        &reference,
+                        &x,
+                        &w,
+                        bias,
+                        (m, k, n),
+                        &what,
+                    );
                 }
             }
         }

@@ -452,22 +452,11 @@ mod tests {
     use super::*;
 
     use super::super::test_values as values;
+    use super::super::ODD_SHAPES;
 
     #[test]
     fn every_kernel_equals_the_reference_on_odd_shapes() {
-        let shapes = [
-            (1, 1, 1),
-            (1, 384, 5),
-            (7, 33, 13),
-            (8, 4, 32),
-            (9, 7, 33),
-            (33, 384, 65),
-            (17, 1536, 384),
-            (40, 384, 1536),
-            (64, 100, 96),
-            (97, 768, 33),
-        ];
-        for (m, k, n) in shapes {
+        for (m, k, n) in ODD_SHAPES {
             let x = values(m * k, 1);
             let w = values(k * n, 2);
             let bias = values(n, 3);

@@ -231,6 +231,58 @@ pub fn describe() -> String {
     )
 }
 
+/// `(M, K, N)` shapes every GEMM kernel is checked on against its reference: one value; K past
+/// one f32 block (256) and not a multiple of it, up to the feed-forward's 1,536; N below, at
+/// and past one panel of each kernel (32 for int8, 48 for f32 and bf16) and not a multiple of
+/// it; M below and past one tile (8 rows; 16 and 32 for AMX) and one task (32 or 64 rows).
+#[cfg(test)]
+const ODD_SHAPES: [(usize, usize, usize); 14] = [
+    (1, 1, 1),
+    (1, 384, 5),
+    (7, 33, 13),
+    (8, 4, 32),
+    (8, 4, 48),
+    (9, 7, 33),
+    (9, 7, 49),
+    (3, 257, 47),
+    (33, 384, 65),
+    (17, 1536, 384),
+    (40, 384, 1536),
+    (64, 100, 96),
+    (97, 768, 33),
+    (130, 768, 100),
+];
+
+/// Asserts that `y` (`[M, N]`) is `x @ w + bias` (`reference`, in f64) to f32 accumulation:
+/// each value within `K + 2` ulps of the absolute sum of its products and bias (a wrong layout
+/// is off by a sizeable part of it).
+#[cfg(test)]
+fn assert_within_accumulation_error(
+    y: &[f32],
+    reference: &[f64],
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (m, k, n): (usize, usize, usize),
+    what: &str,
+) {
+    assert_eq!(y.len(), m * n, "{what}: output length");
+    for row in 0..m {
+        for col in 0..n {
+            let abs_sum: f64 = (0..k)
+                .map(|i| (x[row * k + i] as f64 * w[i * n + col] as f64).abs())
+                .sum::<f64>()
+                + bias.map_or(0.0, |b| b[col].abs() as f64);
+            let bound = (k as f64 + 2.0) * f32::EPSILON as f64 * abs_sum + 1e-6;
+            let (got, want) = (y[row * n + col] as f64, reference[row * n + col]);
+            assert!(
+                (got - want).abs() <= bound,
+                "{what} on {m}x{k}x{n} at [{row}, {col}]: {got} vs {want}"
+            );
+        }
+    }
+}
+
 /// Deterministic values in [-1, 1) with every 17th six times larger, so rows and channels
 /// differ in range: the inputs of the kernels' tests.
 #[cfg(test)]
