@@ -80,7 +80,7 @@ impl MultiHeadAttentionConfig {
             if self.num_heads == 0 {
                 return Err(KilnError::Config("nhead must be > 0".into()));
             }
-            if self.embed_dim % self.num_heads != 0 {
+            if !self.embed_dim.is_multiple_of(self.num_heads) {
                 return Err(KilnError::Config(format!(
                     "d_model ({}) must be divisible by nhead ({})",
                     self.embed_dim, self.num_heads
@@ -139,6 +139,8 @@ impl TransformerEncoderLayerConfig {
         if self.dim_feedforward == 0 {
             return Err(KilnError::Config("dim_feedforward must be > 0".into()));
         }
+        // Negated on purpose: a NaN epsilon fails too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.layer_norm_eps > 0.0) {
             return Err(KilnError::Config("layer_norm_eps must be > 0".into()));
         }

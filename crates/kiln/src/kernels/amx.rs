@@ -123,7 +123,7 @@ mod x86 {
         b: &[u16],
         acc: &mut [[f32; 48]; 16],
     ) {
-        debug_assert!(kp % K_BF16 == 0 && a_stride >= kp);
+        debug_assert!(kp.is_multiple_of(K_BF16) && a_stride >= kp);
         debug_assert!(a.len() >= (TILE_ROWS - 1) * a_stride + kp && b.len() >= kp * 48);
         configure();
         // B: one row per pair of inputs, 48 channels x 2 bf16 = 192 bytes; a tile of 16
@@ -181,7 +181,7 @@ mod x86 {
         b: &[i8],
         acc: &mut [[i32; 32]; 32],
     ) {
-        debug_assert!(kp % K_INT8 == 0 && a_stride >= kp);
+        debug_assert!(kp.is_multiple_of(K_INT8) && a_stride >= kp);
         debug_assert!(a.len() >= (2 * TILE_ROWS - 1) * a_stride + kp && b.len() >= kp * 32);
         configure();
         // B: one row per group of four inputs, 32 channels x 4 i8 = 128 bytes; a tile of 16

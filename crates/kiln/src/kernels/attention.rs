@@ -304,8 +304,8 @@ unsafe fn head_attention_with<const AVX512: bool>(
             }
             for (r, acc) in acc.iter().enumerate().take(rows) {
                 let out = out.add((first + r) * inner + chunk);
-                for t in 0..LANES {
-                    out.add(t).write(acc[t] * inv[r]);
+                for (t, value) in acc.iter().enumerate() {
+                    out.add(t).write(value * inv[r]);
                 }
             }
         }
@@ -453,7 +453,9 @@ mod x86 {
         scores: &mut [f32],
     ) {
         debug_assert!(queries_t.len() >= head_dim * QUERIES && keys_t.len() >= head_dim * padded);
-        debug_assert!(scores.len() >= QUERIES * padded && keys <= padded && padded % LANES == 0);
+        debug_assert!(
+            scores.len() >= QUERIES * padded && keys <= padded && padded.is_multiple_of(LANES)
+        );
         let (q, k, out) = (queries_t.as_ptr(), keys_t.as_ptr(), scores.as_mut_ptr());
         let mut block = 0;
         while block < keys {
@@ -517,7 +519,9 @@ mod x86 {
         keys: usize,
         inv: &mut [f32; QUERIES],
     ) {
-        debug_assert!(scores.len() >= QUERIES * padded && keys <= padded && padded % LANES == 0);
+        debug_assert!(
+            scores.len() >= QUERIES * padded && keys <= padded && padded.is_multiple_of(LANES)
+        );
         for (r, inv) in inv.iter_mut().enumerate().take(rows) {
             let own = own(r);
             debug_assert!(own > 0 && own <= keys);
@@ -598,7 +602,7 @@ mod x86 {
         ld: usize,
     ) {
         debug_assert!(weights.len() >= QUERIES * w_ld && keys <= w_ld);
-        debug_assert!(full % LANES == 0 && rows <= QUERIES);
+        debug_assert!(full.is_multiple_of(LANES) && rows <= QUERIES);
         let w = weights.as_ptr();
         let mut chunk = 0;
         while chunk < full {
