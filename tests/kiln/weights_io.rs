@@ -28,7 +28,7 @@ fn save_and_load_round_trip() {
     let a = HostTensor::from_tensor(model.forward(x.clone(), None, None, false).unwrap());
     let b = HostTensor::from_tensor(back.forward(x, None, None, false).unwrap());
     assert_eq!(a, b);
-    assert!(!back.layers[0].linear1.bias.is_some());
+    assert!(back.layers[0].linear1.bias.is_none());
     assert!(
         back.norm.as_ref().unwrap().beta.is_some(),
         "final norm keeps its bias"

@@ -146,7 +146,7 @@ impl WordNet {
                 out.push(lemma);
             }
         };
-        for pos in 0..4 {
+        for (pos, rules) in RULES.iter().enumerate() {
             if self.index[pos].contains_key(&word) {
                 push(word.clone(), &mut out);
             }
@@ -155,7 +155,7 @@ impl WordNet {
                     push(base.clone(), &mut out);
                 }
             }
-            for (suffix, replacement) in RULES[pos] {
+            for (suffix, replacement) in rules.iter() {
                 if let Some(stem) = word.strip_suffix(suffix) {
                     let base = format!("{stem}{replacement}");
                     if !stem.is_empty() && self.index[pos].contains_key(&base) {

@@ -114,7 +114,10 @@ impl Features {
     /// # Panics
     /// If `dim` is 0 or does not divide `values.len()`.
     pub fn new(dim: usize, values: Vec<f32>) -> Self {
-        assert!(dim > 0 && values.len() % dim == 0, "rows of width {dim}");
+        assert!(
+            dim > 0 && values.len().is_multiple_of(dim),
+            "rows of width {dim}"
+        );
         Self { dim, values }
     }
 

@@ -351,8 +351,7 @@ fn bad_settings_are_named_errors() {
     ];
     for (set, config, needle) in cases {
         let err = train_head(head(), &set, &config, &cpu_device(), |_| {})
-            .err()
-            .expect("an error")
+            .expect_err("an error")
             .to_string();
         assert!(err.contains(needle), "{err}");
     }
@@ -363,8 +362,7 @@ fn bad_settings_are_named_errors() {
         v
     });
     let err = train_head(head(), &nan, &TrainConfig::default(), &cpu_device(), |_| {})
-        .err()
-        .expect("an error")
+        .expect_err("an error")
         .to_string();
     assert!(err.contains("non-finite"), "{err}");
 }

@@ -140,7 +140,6 @@ impl TransformerEncoderLayerConfig {
             return Err(KilnError::Config("dim_feedforward must be > 0".into()));
         }
         // Negated on purpose: a NaN epsilon fails too.
-        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.layer_norm_eps > 0.0) {
             return Err(KilnError::Config("layer_norm_eps must be > 0".into()));
         }

@@ -194,7 +194,7 @@ pub fn train<B: Backend>(
     let train_start = Instant::now();
     let (head, log) = train_head(head, &embedded.set, &config, &cpu, |s: &StepLog| {
         train_bar.inc(1);
-        if s.step % 10 == 0 || s.step == 1 {
+        if s.step.is_multiple_of(10) || s.step == 1 {
             train_bar.set_message(step_message(s));
         }
     })?;
