@@ -57,44 +57,18 @@ fn packed_f32_equals_pytorch_on_every_fixture() {
 
 #[test]
 fn packed_f32_keeps_packed_equal_to_padded_and_batch_equal_to_one_at_a_time() {
-    let device = flex_device();
-    let config = TransformerEncoderConfig::new(48, 4, 2)
-        .with_dim_feedforward(80)
-        .with_activation(Activation::Gelu)
-        .with_batch_first(true);
-    let model = config.init::<Flex>(&device);
-    let src = Tensor::<Flex, 3>::random([3, 9, 48], Distribution::Default, &device);
-    let lengths = [9, 4, 6];
-    let run = |model: &TransformerEncoder<Flex>, execution: Execution, src: Tensor<Flex, 3>| {
-        let input =
-            EncoderInput::new(src).key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 9));
-        HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output)
-    };
-    let burn_padded = run(&model, Execution::default(), src.clone());
+    // burn's own Linear layers (the model before `with_precision`) as a fourth path.
+    let (model, src) = random_model(None);
+    let burn_rows = rows_on_three_paths(&model, &src);
     let model = model.with_precision(Precision::F32);
-    let padded = run(&model, Execution::default(), src.clone());
-    let packed = run(
-        &model,
-        Execution::default().with_pack_padding(true),
-        src.clone(),
-    );
-    for (b, &len) in lengths.iter().enumerate() {
-        let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
-        let alone = HostTensor::from_tensor(model.run(EncoderInput::new(one)).unwrap().output);
-        for s in 0..len {
-            for e in 0..48 {
-                let (i, j) = ((b * 9 + s) * 48 + e, s * 48 + e);
-                let values = [
-                    burn_padded.data[i],
-                    padded.data[i],
-                    packed.data[i],
-                    alone.data[j],
-                ];
-                assert!(
-                    values.iter().all(|v| (v - values[0]).abs() <= 1e-5),
-                    "[{b}, {s}, {e}]: burn, padded, packed, alone {values:?}"
-                );
-            }
+    for (rows, burn) in rows_on_three_paths(&model, &src).iter().zip(&burn_rows) {
+        for (e, values) in rows.values().enumerate() {
+            let values = [burn.padded[e], values[0], values[1], values[2]];
+            assert!(
+                values.iter().all(|v| (v - values[0]).abs() <= 1e-5),
+                "{}[{e}]: burn, padded, packed, alone {values:?}",
+                rows.at
+            );
         }
     }
 }
@@ -129,64 +103,106 @@ fn int8_is_close_to_pytorch_f32_on_every_fixture_and_both_paths_agree() {
     println!("{}", report.join("\n"));
 }
 
-fn random_model() -> (TransformerEncoder<Flex>, Tensor<Flex, 3>) {
+/// A tiny random GELU model (`d_model` 48, 2 layers) in `precision` (`None`: as initialized,
+/// burn's Linear layers), and a random batch `[3, 9, 48]` for it.
+fn random_model(
+    precision: impl Into<Option<Precision>>,
+) -> (TransformerEncoder<Flex>, Tensor<Flex, 3>) {
     let device = flex_device();
     let config = TransformerEncoderConfig::new(48, 4, 2)
         .with_dim_feedforward(80)
         .with_activation(Activation::Gelu)
         .with_batch_first(true);
-    let model = config.init::<Flex>(&device).with_precision(Precision::Int8);
+    let mut model = config.init::<Flex>(&device);
+    if let Some(precision) = precision.into() {
+        model = model.with_precision(precision);
+    }
     let src = Tensor::<Flex, 3>::random([3, 9, 48], Distribution::Default, &device);
     (model, src)
 }
 
-#[test]
-fn int8_packed_equals_padded_and_batch_equals_one_at_a_time() {
-    let (model, src) = random_model();
+/// One real token's output row on the three paths of [`rows_on_three_paths`].
+struct TokenRows {
+    /// `[sequence, position]`.
+    at: String,
+    padded: Vec<f32>,
+    packed: Vec<f32>,
+    alone: Vec<f32>,
+}
+
+impl TokenRows {
+    /// `[padded, packed, alone]` per feature.
+    fn values(&self) -> impl Iterator<Item = [f32; 3]> + '_ {
+        (0..self.padded.len()).map(|e| [self.padded[e], self.packed[e], self.alone[e]])
+    }
+}
+
+/// The max-abs difference of two rows.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// `src`'s three sequences, of lengths 9, 4 and 6 (the rest padding), through `model` as one
+/// padded batch, as a packed one and one sequence at a time: the rows of every real token.
+fn rows_on_three_paths(model: &TransformerEncoder<Flex>, src: &Tensor<Flex, 3>) -> Vec<TokenRows> {
     let lengths = [9, 4, 6];
-    let run = |execution: Execution, src: Tensor<Flex, 3>, lengths: &[usize]| {
-        let input = EncoderInput::new(src)
-            .key_padding_mask(KeyPaddingMask::from_lengths(lengths, lengths[0].max(9)));
+    let run = |execution: Execution| {
+        let input = EncoderInput::new(src.clone())
+            .key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 9));
         HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output)
     };
-    let padded = run(Execution::default(), src.clone(), &lengths);
-    let packed = run(
-        Execution::default().with_pack_padding(true),
-        src.clone(),
-        &lengths,
-    );
+    let padded = run(Execution::default());
+    let packed = run(Execution::default().with_pack_padding(true));
+    let row = |data: &[f32], at: usize| data[at * 48..(at + 1) * 48].to_vec();
     let mut rows = Vec::new();
     for (b, &len) in lengths.iter().enumerate() {
         let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
         let alone = HostTensor::from_tensor(model.run(EncoderInput::new(one)).unwrap().output);
         for s in 0..len {
-            let row = |data: &[f32], at: usize| data[at * 48..(at + 1) * 48].to_vec();
-            let i = b * 9 + s;
-            rows.push((
-                format!("[{b}, {s}]"),
-                row(&padded.data, i),
-                row(&packed.data, i),
-                row(&alone.data, s),
-            ));
+            rows.push(TokenRows {
+                at: format!("[{b}, {s}]"),
+                padded: row(&padded.data, b * 9 + s),
+                packed: row(&packed.data, b * 9 + s),
+                alone: row(&alone.data, s),
+            });
         }
     }
+    rows
+}
+
+#[test]
+fn int8_packed_equals_padded_and_batch_equals_one_at_a_time() {
     // Packed and alone run the same kernels on the same rows. The padded batch runs its
     // attention in another order, so its f32 sums differ in the last bits; where such a
     // difference moves an activation across a rounding boundary of its int8 step, that row
     // moves by about one quantization step (a few 1e-3 here; most rows do not move at all).
     // A masking error would move the padded sequences by O(1).
-    let max_diff =
-        |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    for (at, padded, packed, alone) in &rows {
-        let (to_padded, to_alone) = (max_diff(padded, packed), max_diff(packed, alone));
-        assert!(to_alone <= 1e-4, "{at}: packed vs alone {to_alone:.2e}");
-        assert!(to_padded <= 2e-2, "{at}: padded vs packed {to_padded:.2e}");
+    assert_three_paths_agree(Precision::Int8, 2e-2, 1e-4);
+}
+
+/// On [`random_model`] in `precision`, every real token's packed row is within `to_padded` of
+/// its padded row and within `to_alone` of its row computed alone.
+fn assert_three_paths_agree(precision: Precision, to_padded: f32, to_alone: f32) {
+    let (model, src) = random_model(precision);
+    for rows in rows_on_three_paths(&model, &src) {
+        let padded = max_diff(&rows.padded, &rows.packed);
+        let alone = max_diff(&rows.packed, &rows.alone);
+        assert!(
+            padded <= to_padded,
+            "{precision} {}: padded vs packed {padded:.2e}",
+            rows.at
+        );
+        assert!(
+            alone <= to_alone,
+            "{precision} {}: packed vs alone {alone:.2e}",
+            rows.at
+        );
     }
 }
 
 #[test]
 fn precision_is_set_per_model_and_f32_goes_back_to_f32_products() {
-    let (model, src) = random_model();
+    let (model, src) = random_model(Precision::Int8);
     let int8 = HostTensor::from_tensor(model.run(EncoderInput::new(src.clone())).unwrap().output);
     let model = model.with_precision(Precision::F32);
     assert_eq!(model.precision(), Precision::F32);
@@ -231,40 +247,9 @@ fn bf16_is_close_to_pytorch_f32_on_every_fixture_on_both_paths() {
 
 #[test]
 fn bf16_packed_equals_padded_and_batch_equals_one_at_a_time() {
-    let device = flex_device();
-    let config = TransformerEncoderConfig::new(48, 4, 2)
-        .with_dim_feedforward(80)
-        .with_activation(Activation::Gelu)
-        .with_batch_first(true);
-    let model = config.init::<Flex>(&device).with_precision(Precision::Bf16);
-    let src = Tensor::<Flex, 3>::random([3, 9, 48], Distribution::Default, &device);
-    let lengths = [9, 4, 6];
-    let run = |execution: Execution, src: Tensor<Flex, 3>| {
-        let input =
-            EncoderInput::new(src).key_padding_mask(KeyPaddingMask::from_lengths(&lengths, 9));
-        HostTensor::from_tensor(model.run_with(&execution, input).unwrap().output)
-    };
-    let padded = run(Execution::default(), src.clone());
-    let packed = run(Execution::default().with_pack_padding(true), src.clone());
-    for (b, &len) in lengths.iter().enumerate() {
-        let one = src.clone().narrow(0, b, 1).narrow(1, 0, len);
-        let alone = HostTensor::from_tensor(model.run(EncoderInput::new(one)).unwrap().output);
-        for s in 0..len {
-            for e in 0..48 {
-                let (i, j) = ((b * 9 + s) * 48 + e, s * 48 + e);
-                // Rows are rounded one by one: the same row gives the same bf16 values in
-                // any batch, so only f32 summation order differs.
-                assert!(
-                    (padded.data[i] - packed.data[i]).abs() <= 1e-4
-                        && (packed.data[i] - alone.data[j]).abs() <= 1e-4,
-                    "[{b}, {s}, {e}]: padded {} packed {} alone {}",
-                    padded.data[i],
-                    packed.data[i],
-                    alone.data[j]
-                );
-            }
-        }
-    }
+    // Rows are rounded one by one: the same row gives the same bf16 values in any batch, so
+    // only f32 summation order differs.
+    assert_three_paths_agree(Precision::Bf16, 1e-4, 1e-4);
     assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::Bf16);
     assert_eq!(Precision::Bf16.to_string(), "bf16");
 }
