@@ -16,7 +16,8 @@
 //!
 //! bf16 (`Precision::Bf16`): stated tolerance against f32 on the same fixtures: max-abs <= 0.04
 //! and mean-abs <= 0.006 at real tokens, on the kernel (flex: `vdpbf16ps` where the CPU has it,
-//! the portable kernel elsewhere) and on the generic path (rounded weights, f32 activations).
+//! attention's products included, the portable kernel elsewhere) and on the generic path
+//! (rounded weights, f32 activations and attention).
 #![cfg(feature = "flex")]
 
 use burn::tensor::{Distribution, Tensor};
@@ -248,8 +249,10 @@ fn bf16_is_close_to_pytorch_f32_on_every_fixture_on_both_paths() {
 #[test]
 fn bf16_packed_equals_padded_and_batch_equals_one_at_a_time() {
     // Rows are rounded one by one: the same row gives the same bf16 values in any batch, so
-    // only f32 summation order differs.
-    assert_three_paths_agree(Precision::Bf16, 1e-4, 1e-4);
+    // packed and alone (the same kernels, attention's products in bf16 included) differ only
+    // in f32 summation order. The padded batch runs attention through burn's ops, in f32: it
+    // stays within bf16's tolerance to f32 (a masking error would move it by O(1)).
+    assert_three_paths_agree(Precision::Bf16, 0.04, 1e-4);
     assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::Bf16);
     assert_eq!(Precision::Bf16.to_string(), "bf16");
 }

@@ -105,7 +105,14 @@ impl<B: Backend> MultiHeadAttention<B> {
         let unmasked = bias.additive.is_none() && bias.masked.is_none();
         let qkv = if unmasked && bias.path != AttentionPath::Explicit {
             let packed = qkv.reshape([1, batch * seq, 3 * h * dh]);
-            match try_packed_attention(packed, &vec![seq; batch], h, dh, bias.causal) {
+            match try_packed_attention(
+                packed,
+                &vec![seq; batch],
+                h,
+                dh,
+                bias.causal,
+                self.in_proj_kernel.precision(),
+            ) {
                 Ok(context) => {
                     // [1, B*S, H*Dh] -> [B, S, H*Dh]
                     let context = context.reshape([batch, seq, h * dh]);
@@ -219,7 +226,14 @@ impl<B: Backend> MultiHeadAttention<B> {
         // The projections run once over all real tokens: [1, N, 3*H*Dh].
         let qkv = linear_forward(&self.in_proj, &self.in_proj_kernel, x);
         // On the CPU, one kernel for every sequence and head (host memory, no per-sequence ops).
-        let qkv = match try_packed_attention(qkv, &bias.lengths, h, dh, bias.causal) {
+        let qkv = match try_packed_attention(
+            qkv,
+            &bias.lengths,
+            h,
+            dh,
+            bias.causal,
+            self.in_proj_kernel.precision(),
+        ) {
             Ok(context) => return self.project(context, None, keep_context),
             Err(qkv) => qkv,
         };

@@ -259,7 +259,8 @@ impl<B: Backend> TransformerEncoder<B> {
     /// quantizes (bf16 rounds) the weights once, here, and f32 packs them for kiln's f32 kernel
     /// where the backend runs it (burn-flex on a CPU with AVX-512); call it when the weights are
     /// final: after loading, pruning or training (a packed copy does not follow later changes).
-    /// Attention, LayerNorm and softmax stay f32. Without a call, f32 runs burn's Linear.
+    /// LayerNorm and softmax stay f32; attention's two products follow bf16 on burn-flex
+    /// ([`Precision::Bf16`]). Without a call, f32 runs burn's Linear.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.set_precision(precision);
         self

@@ -8,6 +8,9 @@ use rayon::prelude::*;
 
 use super::SharedOut;
 
+mod bf16;
+pub use bf16::packed_attention_bf16;
+
 /// The attention of packed sequences, with PyTorch's arithmetic: `softmax(q kᵀ / sqrt(Dh)) v`
 /// per head, `-inf` above the diagonal when `causal`.
 ///
@@ -23,6 +26,39 @@ pub fn packed_attention(
     head_dim: usize,
     causal: bool,
 ) -> Vec<f32> {
+    // SAFETY: `head_attention` writes its task's `len` rows of `Dh` values at a stride of
+    // `H * Dh` from the pointer it is given, and nothing else.
+    unsafe {
+        for_each_head(
+            qkv,
+            lengths,
+            heads,
+            head_dim,
+            causal,
+            |task, scratch: &mut Scratch, out| head_attention(task, scratch, out),
+        )
+    }
+}
+
+/// The context `[N, H * Dh]` of the packed `qkv` (shapes as [`packed_attention`]), written by
+/// `head` once per (sequence, head) in parallel: `head` gets the task, the scratch buffers of
+/// the worker running it (reused across its tasks: sentences are short, and allocating them
+/// per task cost as much as their arithmetic) and where the task's context starts.
+///
+/// # Safety
+/// `head` writes the task's `len` rows of `Dh` values at a stride of `H * Dh` from the pointer
+/// it is given, and nothing else.
+unsafe fn for_each_head<S>(
+    qkv: &[f32],
+    lengths: &[usize],
+    heads: usize,
+    head_dim: usize,
+    causal: bool,
+    head: impl Fn(&HeadTask, &mut S, *mut f32) + Sync + Send,
+) -> Vec<f32>
+where
+    S: Default,
+{
     let inner = heads * head_dim;
     let tokens: usize = lengths.iter().sum();
     assert_eq!(qkv.len(), tokens * 3 * inner, "qkv is not [N, 3 * H * Dh]");
@@ -33,9 +69,7 @@ pub fn packed_attention(
         offset += len;
     }
     // One task per (sequence, head); each writes its own columns of its own rows of `out`,
-    // and every row belongs to one sequence: together the tasks write all of it. Scratch
-    // buffers are reused by the tasks a worker runs (sentences are short: allocating them per
-    // task cost as much as their arithmetic).
+    // and every row belongs to one sequence: together the tasks write all of it.
     let tasks: Vec<(usize, usize)> = (0..lengths.len())
         .filter(|&s| lengths[s] > 0)
         .flat_map(|s| (0..heads).map(move |h| (s, h)))
@@ -44,26 +78,22 @@ pub fn packed_attention(
     let out_ptr = SharedOut(out.as_mut_ptr());
     tasks
         .par_iter()
-        .for_each_init(Scratch::default, |scratch, &(s, head)| {
+        .for_each_init(S::default, |scratch, &(s, head_index)| {
             let task = HeadTask {
                 qkv,
                 offset: offsets[s],
                 len: lengths[s],
-                head,
+                head: head_index,
                 heads,
                 head_dim,
                 causal,
             };
             // SAFETY: rows `offsets[s]..offsets[s] + lengths[s]` x columns
-            // `head * Dh..(head + 1) * Dh` of `[N, H * Dh]` are within the capacity reserved
-            // and written by this task alone.
-            unsafe {
-                head_attention(
-                    &task,
-                    scratch,
-                    out_ptr.at(offsets[s] * inner + head * head_dim),
-                )
-            };
+            // `head * Dh..(head + 1) * Dh` of `[N, H * Dh]` are within the capacity reserved,
+            // and `head` writes them alone (the caller's promise).
+            head(&task, scratch, unsafe {
+                out_ptr.at(offsets[s] * inner + head_index * head_dim)
+            });
         });
     // SAFETY: the tasks above wrote all `tokens * inner` values (see above).
     unsafe { out.set_len(tokens * inner) };
@@ -84,9 +114,9 @@ struct Scratch {
 }
 
 /// `buffer` as `len` zeros, reusing its allocation.
-fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+fn zeroed<T: Copy + Default>(buffer: &mut Vec<T>, len: usize) -> &mut [T] {
     buffer.clear();
-    buffer.resize(len, 0.0);
+    buffer.resize(len, T::default());
     buffer
 }
 
@@ -100,6 +130,16 @@ struct HeadTask<'a> {
     heads: usize,
     head_dim: usize,
     causal: bool,
+}
+
+impl HeadTask<'_> {
+    /// Row `i` of the sequence's queries (`part` 0), keys (1) or values (2) of this head.
+    #[inline(always)]
+    fn row(&self, i: usize, part: usize) -> &[f32] {
+        let inner = self.heads * self.head_dim;
+        let start = (self.offset + i) * 3 * inner + part * inner + self.head * self.head_dim;
+        &self.qkv[start..start + self.head_dim]
+    }
 }
 
 /// One head of one sequence, with the kernel this CPU runs best: its context `[len, Dh]`
@@ -133,6 +173,31 @@ unsafe fn head_attention_avx2(task: &HeadTask, scratch: &mut Scratch, out: *mut 
     head_attention_with::<false>(task, scratch, out)
 }
 
+/// `f::<NB>(args)` for a count `blocks` of 16-lane blocks known only at run time (1 to 4): the
+/// products keep `NB` blocks of accumulators per query in registers, so `NB` must be a constant.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_blocks {
+    ($blocks:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $blocks {
+            4 => $f::<4>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            _ => $f::<1>($($arg),*),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use with_blocks;
+
+/// The passes of the products' loops over `n` lanes (keys or values): up to 4 blocks of 16 at
+/// a time, as `(first lane, blocks)`.
+#[cfg(target_arch = "x86_64")]
+fn passes(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n)
+        .step_by(4 * LANES)
+        .map(move |at| (at, (n - at).div_ceil(LANES).min(4)))
+}
+
 /// Lanes of the blocks below: 16 f32, one AVX-512 register (two AVX2 ones).
 const LANES: usize = 16;
 /// Queries computed together: independent accumulators, so the multiply-adds overlap instead
@@ -162,10 +227,7 @@ unsafe fn head_attention_with<const AVX512: bool>(
         causal,
     } = task;
     let inner = heads * head_dim;
-    let row = |i: usize, part: usize| {
-        let start = (offset + i) * 3 * inner + part * inner + head * head_dim;
-        &qkv[start..start + head_dim]
-    };
+    let row = |i: usize, part: usize| task.row(i, part);
     // kᵀ `[Dh, padded]`, zeros past `len`: the scores of a block of queries against 16 keys
     // are sums over `Dh` of scaled 16-wide rows.
     let padded = len.div_ceil(LANES) * LANES;
@@ -457,17 +519,9 @@ mod x86 {
             scores.len() >= QUERIES * padded && keys <= padded && padded.is_multiple_of(LANES)
         );
         let (q, k, out) = (queries_t.as_ptr(), keys_t.as_ptr(), scores.as_mut_ptr());
-        let mut block = 0;
-        while block < keys {
-            let blocks = (keys - block).div_ceil(LANES).min(4);
+        for (block, blocks) in super::passes(keys) {
             let (k, out) = (k.add(block), out.add(block));
-            match blocks {
-                4 => score_blocks::<4>(q, k, padded, head_dim, out),
-                3 => score_blocks::<3>(q, k, padded, head_dim, out),
-                2 => score_blocks::<2>(q, k, padded, head_dim, out),
-                _ => score_blocks::<1>(q, k, padded, head_dim, out),
-            }
-            block += blocks * LANES;
+            with_blocks!(blocks, score_blocks(q, k, padded, head_dim, out));
         }
     }
 
@@ -553,7 +607,7 @@ mod x86 {
 
     /// The mask of the first `n` of 16 lanes.
     #[inline(always)]
-    fn lanes(n: usize) -> __mmask16 {
+    pub(super) fn lanes(n: usize) -> __mmask16 {
         if n >= LANES {
             0xFFFF
         } else {
@@ -604,17 +658,12 @@ mod x86 {
         debug_assert!(weights.len() >= QUERIES * w_ld && keys <= w_ld);
         debug_assert!(full.is_multiple_of(LANES) && rows <= QUERIES);
         let w = weights.as_ptr();
-        let mut chunk = 0;
-        while chunk < full {
-            let blocks = ((full - chunk) / LANES).min(4);
+        for (chunk, blocks) in super::passes(full) {
             let (v, o) = (values.add(chunk), out.add(chunk));
-            match blocks {
-                4 => context_blocks::<4>(w, w_ld, v, stride, keys, inv, rows, o, ld),
-                3 => context_blocks::<3>(w, w_ld, v, stride, keys, inv, rows, o, ld),
-                2 => context_blocks::<2>(w, w_ld, v, stride, keys, inv, rows, o, ld),
-                _ => context_blocks::<1>(w, w_ld, v, stride, keys, inv, rows, o, ld),
-            }
-            chunk += blocks * LANES;
+            with_blocks!(
+                blocks,
+                context_blocks(w, w_ld, v, stride, keys, inv, rows, o, ld)
+            );
         }
     }
 
@@ -685,7 +734,13 @@ mod tests {
     use super::*;
 
     /// The plain definition, in f64.
-    fn reference(qkv: &[f32], lengths: &[usize], h: usize, dh: usize, causal: bool) -> Vec<f32> {
+    pub(super) fn reference(
+        qkv: &[f32],
+        lengths: &[usize],
+        h: usize,
+        dh: usize,
+        causal: bool,
+    ) -> Vec<f32> {
         let inner = h * dh;
         let mut out = vec![0f32; lengths.iter().sum::<usize>() * inner];
         let mut offset = 0;
@@ -764,9 +819,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn packed_attention_equals_the_definition() {
-        for (lengths, h, dh) in [
+    /// The shapes every attention kernel is tested on: `(lengths, heads, head_dim)`.
+    pub(super) fn shapes() -> Vec<(Vec<usize>, usize, usize)> {
+        vec![
             (vec![1], 1, 1),
             (vec![3, 0, 7], 2, 5),
             (vec![33, 1, 17], 3, 16),
@@ -775,11 +830,21 @@ mod tests {
             // of values per head.
             (vec![70, 5], 2, 48),
             (vec![20], 1, 20),
-        ] {
-            let n: usize = lengths.iter().sum();
-            let qkv: Vec<f32> = (0..n * 3 * h * dh)
-                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0)
-                .collect();
+        ]
+    }
+
+    /// A packed `qkv` for `lengths` with values within [-2, 2].
+    pub(super) fn test_qkv(lengths: &[usize], h: usize, dh: usize) -> Vec<f32> {
+        let n: usize = lengths.iter().sum();
+        (0..n * 3 * h * dh)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0)
+            .collect()
+    }
+
+    #[test]
+    fn packed_attention_equals_the_definition() {
+        for (lengths, h, dh) in shapes() {
+            let qkv = test_qkv(&lengths, h, dh);
             for causal in [false, true] {
                 let got = packed_attention(&qkv, &lengths, h, dh, causal);
                 let want = reference(&qkv, &lengths, h, dh, causal);

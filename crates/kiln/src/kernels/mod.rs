@@ -113,8 +113,9 @@ impl PanelTasks {
     }
 }
 
-/// [`attention::packed_attention`] on a burn-flex tensor, or the tensor back on any other
-/// backend (the caller then takes its per-sequence tensor ops).
+/// [`attention::packed_attention`] on a burn-flex tensor (its two products in bf16 for
+/// [`Precision::Bf16`]: [`attention::packed_attention_bf16`]), or the tensor back on any other
+/// backend (the caller then takes its per-sequence tensor ops, in f32).
 ///
 /// # Shapes
 /// - `qkv`: `[1, N, 3 * H * Dh]`; returns the context `[1, N, H * Dh]`
@@ -124,18 +125,22 @@ pub(crate) fn try_packed_attention<B: burn::tensor::backend::Backend>(
     heads: usize,
     head_dim: usize,
     causal: bool,
+    precision: Precision,
 ) -> std::result::Result<burn::tensor::Tensor<B, 3>, burn::tensor::Tensor<B, 3>> {
     #[cfg(feature = "flex")]
     {
         let host = flex::host_f32(qkv)?;
-        let context =
-            attention::packed_attention(flex::values(&host), lengths, heads, head_dim, causal);
+        let attend = match precision {
+            Precision::Bf16 => attention::packed_attention_bf16,
+            Precision::F32 | Precision::Int8 => attention::packed_attention,
+        };
+        let context = attend(flex::values(&host), lengths, heads, head_dim, causal);
         let tokens = lengths.iter().sum();
         Ok(flex::flex_tensor(context, [1, tokens, heads * head_dim]))
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (lengths, heads, head_dim, causal);
+        let _ = (lengths, heads, head_dim, causal, precision);
         Err(qkv)
     }
 }

@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use crate::error::{KilnError, Result};
 
-/// The arithmetic of the Linear layers (attention, LayerNorm and softmax always run in f32).
+/// The arithmetic of the Linear layers (LayerNorm and softmax always run in f32; attention's
+/// two products follow `Bf16` on burn-flex, see there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// f32 throughout: PyTorch's numbers.
@@ -21,8 +22,11 @@ pub enum Precision {
     /// `bf16 x bf16` products accumulated in f32. On burn-flex these run as AVX-512 BF16 dot
     /// products (`vdpbf16ps`: twice the multiply-adds of an f32 FMA per instruction), or as AMX
     /// tile products (`tdpbf16ps`) where the CPU has AMX; other
-    /// backends multiply f32 activations by the rounded weights. Needs a CPU with AVX-512 BF16
-    /// ([`Precision::check_cpu`]).
+    /// backends multiply f32 activations by the rounded weights. On burn-flex, attention's two
+    /// products (`q kᵀ`, weights times `v`) run as bf16 dot products too, over queries, keys,
+    /// values and weights rounded the same way (the softmax stays f32), as PyTorch's bf16
+    /// autocast does; elsewhere, and on padded batches that are not packed, attention stays
+    /// f32. Needs a CPU with AVX-512 BF16 ([`Precision::check_cpu`]).
     Bf16,
 }
 
