@@ -140,6 +140,26 @@ impl HeadTask<'_> {
         let start = (self.offset + i) * 3 * inner + part * inner + self.head * self.head_dim;
         &self.qkv[start..start + self.head_dim]
     }
+
+    /// Asks the CPU to bring `rows` (those within the sequence) of `part` into the cache
+    /// ahead of their use: a head's rows lie `3 * H * Dh` values apart, a stride the
+    /// hardware's prefetchers do not follow across pages.
+    #[inline(always)]
+    fn prefetch(&self, rows: std::ops::Range<usize>, part: usize) {
+        #[cfg(target_arch = "x86_64")]
+        for i in rows.start..rows.end.min(self.len) {
+            let row = self.row(i, part);
+            // Every cache line the row touches: one per 16 values, and the one of its end.
+            let lines = (0..row.len()).step_by(16).chain(row.len().checked_sub(1));
+            for at in lines {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                // SAFETY: a prefetch reads nothing and cannot fault; the address is in `row`.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(at).cast()) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (rows, part);
+    }
 }
 
 /// One head of one sequence, with the kernel this CPU runs best: its context `[len, Dh]`
@@ -270,6 +290,7 @@ unsafe fn head_attention_with<const AVX512: bool>(
             queries_t,
             QUERIES,
         );
+        task.prefetch(first + QUERIES..first + 2 * QUERIES, 0);
         #[cfg(target_arch = "x86_64")]
         let scored = AVX512 && {
             // SAFETY: only instantiated with `AVX512` from `head_attention_avx512` (the CPU

@@ -114,6 +114,9 @@ mod x86 {
     use super::{transpose_u32, zeroed, HeadTask, Scratch, LANES, QUERIES};
     use std::arch::x86_64::*;
 
+    /// How many rows ahead of the one being packed the keys and values are prefetched.
+    const AHEAD: usize = 8;
+
     /// `dst[p]` = the bf16 pair `(src[2p] * scale, src[2p + 1] * scale)` (rounded to nearest
     /// even by `vcvtneps2bf16`), a zero past the end of an odd `src`.
     ///
@@ -192,6 +195,7 @@ mod x86 {
         // [len, Dh] -> [len, Dh / 2] pairs -> [Dh / 2, padded]
         let key_rows = zeroed(key_rows, len * half);
         for (j, dst) in key_rows.chunks_exact_mut(half).enumerate() {
+            task.prefetch(j + AHEAD..j + AHEAD + 1, 1);
             pack_pairs(row(j, 1), 1.0, dst);
         }
         let keys = zeroed(keys, half * padded);
@@ -203,6 +207,7 @@ mod x86 {
             .take(len.div_ceil(2))
             .enumerate()
         {
+            task.prefetch(2 * p + AHEAD..2 * p + AHEAD + 2, 2);
             let second = if 2 * p + 1 < len {
                 row(2 * p + 1, 2)
             } else {
@@ -210,6 +215,7 @@ mod x86 {
             };
             interleave_pairs(row(2 * p, 2), second, &mut dst[..head_dim]);
         }
+        task.prefetch(0..QUERIES, 0);
         let scale = (head_dim as f32).powf(-0.5);
         let scores = zeroed(scores, QUERIES * padded);
         // Rows past a block's own queries keep an earlier block's (finite) values: their
@@ -224,6 +230,7 @@ mod x86 {
             for (r, dst) in queries.chunks_exact_mut(half).take(rows).enumerate() {
                 pack_pairs(row(first + r, 0), scale, dst);
             }
+            task.prefetch(first + QUERIES..first + 2 * QUERIES, 0);
             self::scores(queries, half, keys, padded, seen, scores);
             let own = |r: usize| if causal { first + r + 1 } else { len };
             // SAFETY: `scores` is `[QUERIES, padded]`, `padded % 16 == 0`, and every query's
