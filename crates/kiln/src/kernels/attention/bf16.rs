@@ -3,8 +3,9 @@
 //! into f32 lanes, twice the multiply-adds of an f32 FMA per instruction), the softmax between
 //! them in f32, as in [`packed_attention`](super::packed_attention). The scaled queries, the
 //! keys, the values and the softmax's unnormalized weights are rounded to bf16 (to nearest
-//! even, as `vcvtneps2bf16` does and the bf16 Linear layers do for their inputs), as PyTorch's bf16 autocast rounds the
-//! inputs of attention's matrix products; the weights' sum and the division by it stay f32.
+//! even by `vcvtneps2bf16`, as the bf16 Linear layers round their inputs; it reads subnormal
+//! inputs as zeros), as PyTorch's bf16 autocast rounds the inputs of attention's matrix
+//! products; the weights' sum and the division by it stay f32.
 //!
 //! Layouts (the pairs `vdpbf16ps` multiplies are two bf16 in one 32-bit lane, low half first):
 //! - keys `[ceil(Dh / 2), padded]`: lane `(p, j)` holds key `j`'s dimensions `2p, 2p + 1`, so
