@@ -11,7 +11,7 @@ use crate::config::{Activation, TransformerEncoderLayerConfig};
 use crate::error::Result;
 use crate::execution::{AttentionKernel, AttentionPath};
 use crate::input::LinearInputs;
-use crate::kernels::{linear_forward, LinearKernel, Precision};
+use crate::kernels::{linear_forward, try_fused_feed_forward, LinearKernel, Precision};
 use crate::layout::{check_src, to_batch_first};
 use crate::mask::{KeyPaddingMask, SrcMask};
 
@@ -171,6 +171,17 @@ impl<B: Backend> TransformerEncoderLayer<B> {
     /// `dropout2(linear2(dropout(activation(linear1(x)))))`, and with `capture` the input of
     /// `linear2` (`[B, S, F]`).
     fn feed_forward(&self, x: Tensor<B, 3>, capture: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        // bf16 on burn-flex (no autodiff, so no dropout): one fused host computation, unless
+        // the hidden values are asked for.
+        let x = if capture {
+            x
+        } else {
+            let (first, second) = (&self.linear1_kernel, &self.linear2_kernel);
+            match try_fused_feed_forward(first, self.activation, second, x) {
+                Ok(out) => return (self.dropout2.forward(out), None),
+                Err(x) => x,
+            }
+        };
         let hidden = linear_forward(&self.linear1, &self.linear1_kernel, x);
         let hidden = match self.activation {
             Activation::Relu => crate::kernels::relu(hidden),

@@ -51,7 +51,9 @@ pub fn relu_in_place(values: &mut [f32]) {
 /// A separate pass over the feed-forward's hidden values rather than an epilogue of the GEMM
 /// before it: the rational `erf` is about twenty vector operations per 16 values, so the pass
 /// is bound by arithmetic, not by reading the values back; applying it to each block of the
-/// GEMM's output while in L1, or replacing the division by a reciprocal, saves nothing.
+/// GEMM's output while in L1, or replacing the division by a reciprocal, saves nothing. (The
+/// bf16 feed-forward block does apply [`gelu`] in its first product's store, where it also
+/// saves writing the hidden values in f32 and reading them back to round them.)
 pub fn gelu_in_place(values: &mut [f32]) {
     values.par_chunks_mut(CHUNK).for_each(gelu_chunk);
 }

@@ -9,6 +9,11 @@
 //! `vdpbf16ps` does twice the multiply-adds of one f32 FMA on the same register width, which is
 //! where the speed comes from.
 //!
+//! A feed-forward block (`linear2(activation(linear1(x)))`) whose two layers are both bf16 can
+//! skip the f32 hidden values: [`PackedBf16::forward_activation_rounded`] applies the
+//! activation and the rounding to each tile of the first product as it stores it, straight into
+//! the second product's input layout ([`PackedBf16::forward_rounded`] then reads it).
+//!
 //! Where the CPU has Intel AMX, the same packed panels feed `tdpbf16ps` tile products instead
 //! (16 rows x 16 channels x 32 inputs per instruction; see [`super::amx`]).
 //!
@@ -21,8 +26,10 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::activation::gelu;
 use super::amx;
 use super::{cpu_features, PanelTasks, SharedOut};
+use crate::config::Activation;
 
 /// Output channels per packed panel: three 512-bit registers of f32 accumulators.
 pub const PANEL: usize = 48;
@@ -154,11 +161,19 @@ impl PackedBf16 {
     /// # Shapes
     /// - `x`: `[M, K]` row-major; returns `[M, N]` row-major
     pub fn forward(&self, x: &[f32], m: usize, kernel: Bf16Kernel) -> Vec<f32> {
+        self.forward_rounded(&self.round_rows(x, m), m, kernel)
+    }
+
+    /// `x` rounded to bf16 in the layout the kernels read: `[rows, K_padded]` with the rows
+    /// padded with zeros to whole AMX tiles and zeros past `K` in each row.
+    ///
+    /// # Shapes
+    /// - `x`: `[M, K]` row-major; returns `[ceil(M / 16) * 16, K_padded]`
+    pub fn round_rows(&self, x: &[f32], m: usize) -> Vec<u16> {
         assert_eq!(x.len(), m * self.k, "input is not [M, K]");
-        let (k, kp, n) = (self.k, self.k_padded, self.n);
-        // Rows padded with zeros to whole AMX tiles. Every value is written once (rounded
-        // inputs, then zeros past `K` and in the padding rows): zeroing the buffer first would
-        // cost another pass over it.
+        let (k, kp) = (self.k, self.k_padded);
+        // Every value is written once (rounded inputs, then zeros past `K` and in the padding
+        // rows): zeroing the buffer first would cost another pass over it.
         let rows_padded = m.div_ceil(amx::TILE_ROWS) * amx::TILE_ROWS;
         let mut a: Vec<u16> = Vec::with_capacity(rows_padded * kp);
         let spare = &mut a.spare_capacity_mut()[..rows_padded * kp];
@@ -178,12 +193,93 @@ impl PackedBf16 {
         padding_rows.fill(MaybeUninit::new(0));
         // SAFETY: every one of the `rows_padded * kp` values was written above.
         unsafe { a.set_len(rows_padded * kp) };
+        a
+    }
 
-        let tasks = PanelTasks::new(m, n, PANEL, ROWS_PER_TASK);
-        // Every value is written exactly once below (tasks cover all rows x channels), so the
-        // buffer is not zeroed first: that pass would cost as much as the store itself.
-        let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    /// [`Self::forward`] of rows already rounded ([`Self::round_rows`]'s layout).
+    ///
+    /// # Shapes
+    /// - `a`: `[ceil(M / 16) * 16, K_padded]`; returns `[M, N]` row-major
+    pub fn forward_rounded(&self, a: &[u16], m: usize, kernel: Bf16Kernel) -> Vec<f32> {
+        // Every value is written exactly once by the stores (tiles cover all rows x
+        // channels), so the buffer is not zeroed first: that pass would cost as much as the
+        // store itself.
+        let mut out: Vec<f32> = Vec::with_capacity(m * self.n);
         let out_ptr = SharedOut(out.as_mut_ptr());
+        self.for_each_tile(a, m, kernel, |acc, rows, row0, col0| {
+            // SAFETY: tiles are disjoint (rows x channels) and within `[M, N]`, which `out`
+            // has room for and outlives the loop.
+            unsafe { self.store(acc, rows, row0, col0, &out_ptr) }
+        });
+        // SAFETY: the stores above wrote all `m * n` values (disjoint tiles covering
+        // `[M, N]`), within the capacity reserved.
+        unsafe { out.set_len(m * self.n) };
+        out
+    }
+
+    /// `activation(x W + b)` rounded to bf16 as the input rows of `next` ([`Self::round_rows`]'s
+    /// layout for `next`): a feed-forward block's first Linear layer and its activation, with
+    /// the activation and the rounding applied to each tile as it is stored. The hidden values
+    /// are then written once, in bf16, rather than in f32, read and written again by the
+    /// activation, and read once more to be rounded for the second layer. The same values as
+    /// `next.round_rows(activation(self.forward(x)))`.
+    ///
+    /// # Shapes
+    /// - `x`: `[M, K]` row-major; returns `[ceil(M / 16) * 16, next's K_padded]`
+    pub fn forward_activation_rounded(
+        &self,
+        x: &[f32],
+        m: usize,
+        kernel: Bf16Kernel,
+        activation: Activation,
+        next: &PackedBf16,
+    ) -> Vec<u16> {
+        assert_eq!(
+            next.k, self.n,
+            "next layer's inputs are not this layer's outputs"
+        );
+        let a = self.round_rows(x, m);
+        let (n, ld) = (self.n, next.k_padded);
+        let rows_padded = m.div_ceil(amx::TILE_ROWS) * amx::TILE_ROWS;
+        let mut out: Vec<u16> = Vec::with_capacity(rows_padded * ld);
+        // The zeros of the layout first (past `N` in every row, and the padding rows): the
+        // stores below write the rest, each value once.
+        let spare = &mut out.spare_capacity_mut()[..rows_padded * ld];
+        let (real_rows, padding_rows) = spare.split_at_mut(m * ld);
+        if ld > n {
+            for row in real_rows.chunks_exact_mut(ld) {
+                row[n..].fill(MaybeUninit::new(0));
+            }
+        }
+        padding_rows.fill(MaybeUninit::new(0));
+        let out_ptr = SharedBf16(out.as_mut_ptr());
+        self.for_each_tile(&a, m, kernel, |acc, rows, row0, col0| {
+            // SAFETY: tiles are disjoint (rows x channels) and within the first `N` columns
+            // of the first `M` rows of `[rows_padded, ld]`, which `out` has room for.
+            unsafe { self.store_rounded(acc, rows, row0, col0, activation, ld, &out_ptr) }
+        });
+        // SAFETY: the zeros and the stores above wrote all `rows_padded * ld` values.
+        unsafe { out.set_len(rows_padded * ld) };
+        out
+    }
+
+    /// Runs the products of the rounded rows `a` (`M` real rows) tile by tile in parallel,
+    /// handing each tile's f32 accumulators (`rows` rows from `row0`, the panel's channels
+    /// from `col0`) to `store`. Tiles are disjoint and together cover `[M, N]`.
+    fn for_each_tile(
+        &self,
+        a: &[u16],
+        m: usize,
+        kernel: Bf16Kernel,
+        store: impl Fn(&[[f32; PANEL]], usize, usize, usize) + Sync,
+    ) {
+        let (kp, n) = (self.k_padded, self.n);
+        assert_eq!(
+            a.len(),
+            m.div_ceil(amx::TILE_ROWS) * amx::TILE_ROWS * kp,
+            "input is not in the kernels' layout"
+        );
+        let tasks = PanelTasks::new(m, n, PANEL, ROWS_PER_TASK);
         (0..tasks.len()).into_par_iter().for_each(|task| {
             let (row0, rows, panels) = tasks.get(task);
             #[cfg(target_arch = "x86_64")]
@@ -198,8 +294,7 @@ impl PackedBf16 {
                         // above); `kp` is a whole number of tiles, `a` holds 16 rows from
                         // here (rows are padded to whole tiles), the panel `kp * PANEL`.
                         unsafe { amx::bf16_tile_16x48(a_tile, kp, kp, self.panel(p), &mut acc) };
-                        // SAFETY: as below.
-                        unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
+                        store(&acc, mr, row0 + r, p * PANEL);
                     }
                 }
                 // SAFETY: as above.
@@ -214,16 +309,10 @@ impl PackedBf16 {
                     let mr = MR.min(rows - r);
                     let a_tile = &a[(row0 + r) * kp..(row0 + r + mr) * kp];
                     self.run_tile(kernel, a_tile, mr, p, &mut acc);
-                    // SAFETY: tasks cover disjoint (row block, panel group) pairs, so each
-                    // writes its own rows x channels of `out`, which outlives the loop.
-                    unsafe { self.store(&acc, mr, row0 + r, p * PANEL, &out_ptr) };
+                    store(&acc, mr, row0 + r, p * PANEL);
                 }
             }
         });
-        // SAFETY: the tasks above wrote all `m * n` values (disjoint rows x channels covering
-        // `[M, N]`), within the capacity reserved.
-        unsafe { out.set_len(m * n) };
-        out
     }
 
     fn run_tile(
@@ -306,6 +395,97 @@ impl PackedBf16 {
             let dst = out.0.add((row0 + r) * n + col0);
             for (c, (&a, &b)) in acc[..cols].iter().zip(bias).enumerate() {
                 dst.add(c).write(a + b);
+            }
+        }
+    }
+}
+
+/// The bf16 output buffer, shared by tiles that write disjoint parts of it.
+struct SharedBf16(*mut u16);
+// SAFETY: only used to write disjoint tiles from different threads.
+unsafe impl Sync for SharedBf16 {}
+
+impl PackedBf16 {
+    /// `out[row0 + r, col0 + c] = bf16(activation(acc[r][c] + bias[col0 + c]))` for the
+    /// tile's real rows and channels, rows `ld` apart.
+    ///
+    /// # Safety
+    /// `out` points to room for the tile's rows at `ld` (`col0 + PANEL.min(N - col0) <= ld`)
+    /// and no other thread writes these rows x channels.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn store_rounded(
+        &self,
+        acc: &[[f32; PANEL]],
+        rows: usize,
+        row0: usize,
+        col0: usize,
+        activation: Activation,
+        ld: usize,
+        out: &SharedBf16,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if cpu_features().avx512 {
+            // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); the rest as the caller says.
+            return self.store_rounded_avx512(acc, rows, row0, col0, activation, ld, out);
+        }
+        self.store_rounded_portable(acc, rows, row0, col0, activation, ld, out)
+    }
+
+    /// [`Self::store_rounded`] compiled for AVX-512 (GELU's arithmetic and the rounding 16
+    /// lanes at a time).
+    ///
+    /// # Safety
+    /// As [`Self::store_rounded`], and the CPU has AVX-512 F/BW/VL.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store_rounded_avx512(
+        &self,
+        acc: &[[f32; PANEL]],
+        rows: usize,
+        row0: usize,
+        col0: usize,
+        activation: Activation,
+        ld: usize,
+        out: &SharedBf16,
+    ) {
+        self.store_rounded_portable(acc, rows, row0, col0, activation, ld, out)
+    }
+
+    /// # Safety
+    /// As [`Self::store_rounded`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn store_rounded_portable(
+        &self,
+        acc: &[[f32; PANEL]],
+        rows: usize,
+        row0: usize,
+        col0: usize,
+        activation: Activation,
+        ld: usize,
+        out: &SharedBf16,
+    ) {
+        let cols = PANEL.min(self.n - col0);
+        let bias = &self.bias[col0..col0 + cols];
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            // SAFETY: in bounds and exclusive, as the caller promises. Raw writes: the memory
+            // may not be initialized yet.
+            let dst = out.0.add((row0 + r) * ld + col0);
+            let values = acc[..cols].iter().zip(bias).map(|(&a, &b)| a + b);
+            // The same functions as the separate passes (`gelu_in_place`, `relu_in_place`,
+            // `round_row`), so the same bits.
+            match activation {
+                Activation::Gelu => {
+                    for (c, v) in values.enumerate() {
+                        dst.add(c).write(to_bf16(gelu(v)));
+                    }
+                }
+                Activation::Relu => {
+                    for (c, v) in values.enumerate() {
+                        dst.add(c).write(to_bf16(if v <= 0.0 { 0.0 } else { v }));
+                    }
+                }
             }
         }
     }
@@ -467,6 +647,39 @@ mod tests {
                         (m, k, n),
                         &what,
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_activation_and_rounding_equal_the_separate_passes() {
+        use crate::kernels::activation::{gelu_in_place, relu_in_place};
+        // (m, k, hidden, n): hidden widths off the panel and off the AMX tile's 32 inputs.
+        for (m, k, hidden, n) in [
+            (1, 5, 7, 3),
+            (7, 33, 48, 9),
+            (19, 64, 100, 48),
+            (40, 384, 1536, 384),
+        ] {
+            let x = values(m * k, 11);
+            let (w1, b1) = (values(k * hidden, 12), values(hidden, 13));
+            let w2 = values(hidden * n, 14);
+            let first = PackedBf16::new(&w1, k, hidden, Some(&b1));
+            let second = PackedBf16::new(&w2, hidden, n, None);
+            for kernel in Bf16Kernel::available() {
+                for activation in [Activation::Gelu, Activation::Relu] {
+                    let mut separate = first.forward(&x, m, kernel);
+                    match activation {
+                        Activation::Gelu => gelu_in_place(&mut separate),
+                        Activation::Relu => relu_in_place(&mut separate),
+                    }
+                    let fused =
+                        first.forward_activation_rounded(&x, m, kernel, activation, &second);
+                    let what = format!("{kernel:?} {activation:?} ({m}, {k}, {hidden}, {n})");
+                    assert!(fused == second.round_rows(&separate, m), "{what}");
+                    let out = second.forward_rounded(&fused, m, kernel);
+                    assert!(out == second.forward(&separate, m, kernel), "{what}");
                 }
             }
         }

@@ -134,6 +134,30 @@ pub(crate) fn linear_forward<B: Backend, const D: usize>(
     }
 }
 
+/// `linear2(activation(linear1(x)))`, a feed-forward block, where both Linear layers run the
+/// bf16 kernel on burn-flex: the first layer's store applies the activation and rounds its
+/// output to bf16 straight into the second layer's input layout
+/// ([`PackedBf16::forward_activation_rounded`]; the same values as the layers one by one).
+/// Elsewhere the tensor back (the caller runs the layers one by one).
+///
+/// # Shapes
+/// - `x`: `[..., K]`; output `[..., N]` of `linear2`
+pub(crate) fn try_fused_feed_forward<B: Backend, const D: usize>(
+    linear1: &LinearKernel,
+    activation: crate::config::Activation,
+    linear2: &LinearKernel,
+    x: Tensor<B, D>,
+) -> std::result::Result<Tensor<B, D>, Tensor<B, D>> {
+    let (LinearKernel::Bf16(first), LinearKernel::Bf16(second)) = (linear1, linear2) else {
+        return Err(x);
+    };
+    on_flex_rows(x, second.n, |x, rows| {
+        let kernel = Bf16Kernel::best();
+        let hidden = first.forward_activation_rounded(x, rows, kernel, activation, second);
+        second.forward_rounded(&hidden, rows, kernel)
+    })
+}
+
 /// `kernel(values, rows)` over a burn-flex tensor seen as `[rows, K]`, giving `[..., n]`; or the
 /// tensor back on any other backend.
 #[cfg_attr(not(feature = "flex"), allow(unused_variables))]

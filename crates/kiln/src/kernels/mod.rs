@@ -47,8 +47,8 @@ pub use bf16_gemm::{bf16_linear_reference, Bf16Kernel, PackedBf16};
 pub use cpu_features::{cpu_features, CpuFeatures};
 pub use f32_gemm::{f32_linear_reference, F32Kernel, PackedF32};
 pub use int8_gemm::{pack_linear, Int8Kernel, PackedInt8, PANEL};
-pub(crate) use linear::linear_forward;
 pub use linear::LinearKernel;
+pub(crate) use linear::{linear_forward, try_fused_feed_forward};
 pub use precision::Precision;
 
 /// The output buffer, shared by tasks that write disjoint parts of it.
