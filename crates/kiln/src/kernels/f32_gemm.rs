@@ -24,9 +24,11 @@ pub const PANEL: usize = 48;
 /// Rows of the input per microkernel call: 8 x 3 accumulators, 3 panel loads and a broadcast
 /// fit AVX-512's 32 registers.
 const MR: usize = 8;
-/// Inputs per block: the block's part of a panel (`KC x 48` f32, 48 KiB) stays in L1/L2 while
-/// every row of a task passes over it.
-const KC: usize = 256;
+/// Inputs per block: the block's part of a panel (`KC x 48` f32, 144 KiB) stays in L2 while
+/// every row of a task passes over it. Each block after the first reloads and stores the
+/// output tile, so blocks are few: one for most Linear layers of BERT-size models, four for a
+/// 3,072-wide feed-forward's second layer (L1-sized blocks, and blocks of 256, were slower).
+const KC: usize = 768;
 /// Rows per parallel task: a panel block is reused by this many rows while it is in cache.
 const ROWS_PER_TASK: usize = 64;
 

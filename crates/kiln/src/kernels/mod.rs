@@ -237,11 +237,11 @@ pub fn describe() -> String {
 }
 
 /// `(M, K, N)` shapes every GEMM kernel is checked on against its reference: one value; K past
-/// one f32 block (256) and not a multiple of it, up to the feed-forward's 1,536; N below, at
+/// one f32 block (768) and not a multiple of it, up to the feed-forward's 1,536; N below, at
 /// and past one panel of each kernel (32 for int8, 48 for f32 and bf16) and not a multiple of
 /// it; M below and past one tile (8 rows; 16 and 32 for AMX) and one task (32 or 64 rows).
 #[cfg(test)]
-const ODD_SHAPES: [(usize, usize, usize); 14] = [
+const ODD_SHAPES: [(usize, usize, usize); 15] = [
     (1, 1, 1),
     (1, 384, 5),
     (7, 33, 13),
@@ -252,6 +252,7 @@ const ODD_SHAPES: [(usize, usize, usize); 14] = [
     (3, 257, 47),
     (33, 384, 65),
     (17, 1536, 384),
+    (5, 1000, 50),
     (40, 384, 1536),
     (64, 100, 96),
     (97, 768, 33),
