@@ -145,14 +145,20 @@ impl<B: Backend> BertModel<B> {
     /// Fills the model from a checkpoint's tensors (keys with or without `bert.`; the pooler,
     /// `position_ids` and pre-training heads are skipped). A missing, mis-shaped or unknown key
     /// is an error that names it.
-    pub fn load(mut self, file: &TensorFile, device: &B::Device) -> Result<Self> {
+    pub fn load(self, file: &TensorFile, device: &B::Device) -> Result<Self> {
+        self.load_file(file.clone(), device)
+    }
+
+    /// [`Self::load`] from a file it owns: the tensors are renamed to their canonical keys
+    /// without being copied.
+    fn load_file(mut self, file: TensorFile, device: &B::Device) -> Result<Self> {
         let mut canonical = TensorFile::default();
-        for (key, tensor) in &file.tensors {
-            let key = canonical_key(key);
+        for (key, tensor) in file.tensors {
+            let key = canonical_key(&key);
             if is_ignored_key(&key) {
                 continue;
             }
-            canonical.tensors.insert(key, tensor.clone());
+            canonical.tensors.insert(key, tensor);
         }
         let report = load_slots(self.weight_slots(), &canonical, device).into_result()?;
         tracing::debug!("loaded {} BERT tensors", report.applied.len());
@@ -169,7 +175,7 @@ impl<B: Backend> BertModel<B> {
         let file = TensorFile::read(path)?;
         config.encoder_config().validate()?;
         kiln::weights::check_file_holds(&file, config.num_params_exact(), path)?;
-        Self::zeroed(config, device)?.load(&file, device)
+        Self::zeroed(config, device)?.load_file(file, device)
     }
 
     /// The Hugging Face `state_dict` (separate `query`/`key`/`value`), on the host.

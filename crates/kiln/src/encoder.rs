@@ -96,14 +96,25 @@ impl TransformerEncoderConfig {
 }
 
 /// Replaces every parameter by zeros of its shape without running its (lazy) initialiser.
-/// The zeros are trainable (`require_grad`) on autodiff backends, as freshly built parameters are.
+/// The zeros stay lazy: they are allocated only if the parameter is read before a value is
+/// assigned to it, so loading a checkpoint into this skeleton never allocates them. They are
+/// trainable (`require_grad`) on autodiff backends, as freshly built parameters are.
 pub struct ZeroFill;
 
 impl<B: Backend> ModuleMapper<B> for ZeroFill {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let shape = param.lazy_shape();
         let device = param.lazy_device();
-        Param::initialized(param.id, Tensor::zeros(shape, &device).require_grad())
+        let init_shape = shape.clone();
+        Param::uninitialized(
+            param.id,
+            move |device, require_grad| {
+                Tensor::zeros(init_shape.clone(), device).set_require_grad(require_grad)
+            },
+            device,
+            true,
+            shape,
+        )
     }
 }
 

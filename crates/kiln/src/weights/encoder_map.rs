@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 
 use super::host::TensorFile;
 use super::slots::{
@@ -35,6 +36,18 @@ pub fn check_file_holds(file: &TensorFile, params: u128, path: &Path) -> Result<
         )));
     }
     Ok(())
+}
+
+/// The device of a module's first parameter, read without initialising it (`Module::devices`
+/// reads every parameter's value, which allocates a lazy skeleton's zeros only to replace them).
+struct FirstDevice<B: Backend>(Option<B::Device>);
+
+impl<B: Backend> ModuleVisitor<B> for FirstDevice<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.0.is_none() {
+            self.0 = Some(param.lazy_device());
+        }
+    }
 }
 
 impl<B: Backend> TransformerEncoder<B> {
@@ -79,11 +92,9 @@ impl<B: Backend> TransformerEncoder<B> {
 
     /// Loads PyTorch-named weights from tensors in memory, as [`Self::load_safetensors`].
     pub fn load_tensor_file(mut self, file: &TensorFile) -> Result<Self> {
-        let device = self
-            .devices()
-            .into_iter()
-            .next()
-            .expect("model has a device");
+        let mut first = FirstDevice(None);
+        self.visit(&mut first);
+        let device = first.0.expect("model has a parameter");
         load_slots(self.weight_slots(""), file, &device).into_result()?;
         Ok(self)
     }
@@ -133,5 +144,32 @@ impl<B: Backend> TransformerEncoder<B> {
             self.config.to_json_string().as_bytes(),
         )?;
         self.save_safetensors(dir.join("model.safetensors"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+
+    #[test]
+    fn a_zeroed_skeleton_stays_lazy_until_loaded_or_read() {
+        let device = Default::default();
+        let config = TransformerEncoderConfig::new(16, 4, 2).with_dim_feedforward(32);
+        let file = config.try_init::<Cpu>(&device).unwrap().state_dict();
+        let skeleton = config.try_init_zeroed::<Cpu>(&device).unwrap();
+        // Finding the device to load onto reads no parameter's value.
+        let mut first = FirstDevice(None);
+        skeleton.visit(&mut first);
+        assert!(first.0.is_some());
+        let weight = &skeleton.layers[1].linear2.weight;
+        assert!(!weight.is_initialized(), "the skeleton allocated its zeros");
+        // Every value comes from the file.
+        let mut loaded = skeleton.clone().load_tensor_file(&file).unwrap();
+        assert_eq!(loaded.state_dict().tensors, file.tensors);
+        // Read before loading, a parameter is zeros of its shape.
+        let zeros = skeleton.layers[1].linear2.weight.val().into_data();
+        assert_eq!(zeros.shape.to_vec(), vec![32, 16]);
+        assert!(zeros.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
     }
 }

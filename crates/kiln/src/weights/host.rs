@@ -49,13 +49,26 @@ impl HostTensor {
         )
     }
 
-    /// The transpose of a 2-D tensor.
+    /// Uploads to `device` without copying the values first (unlike [`Self::to_tensor`]); `D`
+    /// must equal the number of dimensions.
+    pub fn into_tensor<B: Backend, const D: usize>(self, device: &B::Device) -> Tensor<B, D> {
+        assert_eq!(self.shape.len(), D, "rank mismatch");
+        Tensor::from_data(TensorData::new(self.data, self.shape), device)
+    }
+
+    /// The transpose of a 2-D tensor, in square tiles: one row at a time, every write of a
+    /// large matrix would land on another cache line (and page).
     pub fn transposed(&self) -> Self {
+        const TILE: usize = 32;
         let (rows, cols) = (self.shape[0], self.shape[1]);
         let mut data = vec![0.0; self.data.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                data[c * rows + r] = self.data[r * cols + c];
+        for r0 in (0..rows).step_by(TILE) {
+            for c0 in (0..cols).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    for c in c0..(c0 + TILE).min(cols) {
+                        data[c * rows + r] = self.data[r * cols + c];
+                    }
+                }
             }
         }
         Self::new(vec![cols, rows], data)
@@ -136,4 +149,23 @@ pub(super) fn to_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>>
             })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_in_tiles_equals_the_transpose_on_odd_shapes() {
+        for (rows, cols) in [(1, 1), (1, 70), (70, 1), (33, 70), (64, 32), (70, 33)] {
+            let data: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = HostTensor::new(vec![rows, cols], data.clone()).transposed();
+            assert_eq!(t.shape, vec![cols, rows]);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t.data[c * rows + r], data[r * cols + c], "{rows}x{cols}");
+                }
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! [`TensorFile`] and says in a [`LoadReport`] what was applied, missing, unused or mis-shaped;
 //! [`read_slots`] is the inverse.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,8 +20,10 @@ use crate::error::{KilnError, Result};
 /// Gives `param` a new value, keeping its identity and whether it is trainable (so a model
 /// loaded on an autodiff backend trains).
 fn replace_value<B: Backend, const D: usize>(param: &mut Param<Tensor<B, D>>, value: Tensor<B, D>) {
-    let trainable = param.val().is_require_grad();
-    *param = Param::initialized(param.id, value.set_require_grad(trainable));
+    // burn's loading path reads those settings lazily: a skeleton's parameters
+    // ([`crate::ZeroFill`]) are replaced without being allocated (cloning a lazy `Param`
+    // clones its initialiser, not a value).
+    *param = param.clone().transform_for_load(value, param.id);
 }
 
 /// Where one parameter of the model lives in a checkpoint.
@@ -49,19 +52,21 @@ impl<B: Backend> SlotTarget<'_, B> {
     pub fn checkpoint_shape(&self) -> Vec<usize> {
         match self {
             Self::LinearWeight(p) => {
-                let [d_in, d_out] = p.dims();
-                vec![d_out, d_in]
+                let dims = p.lazy_shape().to_vec();
+                vec![dims[1], dims[0]]
             }
-            Self::Vector(p) => p.dims().to_vec(),
-            Self::Matrix(p) => p.dims().to_vec(),
+            Self::Vector(p) => p.lazy_shape().to_vec(),
+            Self::Matrix(p) => p.lazy_shape().to_vec(),
         }
     }
 
-    fn assign(&mut self, value: &HostTensor, device: &B::Device) {
+    /// Gives the parameter `value` (checkpoint layout), copied once: transposed for a Linear
+    /// weight, as it is otherwise (not at all if it is already owned).
+    fn assign(&mut self, value: Cow<'_, HostTensor>, device: &B::Device) {
         match self {
-            Self::LinearWeight(p) => replace_value(p, value.transposed().to_tensor(device)),
-            Self::Vector(p) => replace_value(p, value.to_tensor(device)),
-            Self::Matrix(p) => replace_value(p, value.to_tensor(device)),
+            Self::LinearWeight(p) => replace_value(p, value.transposed().into_tensor(device)),
+            Self::Vector(p) => replace_value(p, value.into_owned().into_tensor(device)),
+            Self::Matrix(p) => replace_value(p, value.into_owned().into_tensor(device)),
         }
     }
 
@@ -213,14 +218,14 @@ pub fn load_slots<B: Backend>(
         let value = concat_dim0(&parts);
         if value.shape != expected {
             let key = slot.sources.join(" + ");
-            report.mismatched.push((key, value.shape, expected));
+            report.mismatched.push((key, value.shape.clone(), expected));
             continue;
         }
         let nonfinite = value.data.iter().filter(|v| !v.is_finite()).count();
         if nonfinite > 0 {
             report.nonfinite.push((slot.sources.join(" + "), nonfinite));
         }
-        slot.target.assign(&value, device);
+        slot.target.assign(value, device);
         report.applied.push(slot.key);
     }
     report.unused = file
@@ -256,11 +261,12 @@ pub fn read_slots<B: Backend>(slots: Vec<WeightSlot<'_, B>>) -> TensorFile {
     TensorFile { tensors }
 }
 
-/// Stacks `parts` along dim 0. Parts whose trailing dimensions differ cannot be stacked: the
-/// result then has no data and all their shapes concatenated, so the mismatch is reported.
-fn concat_dim0(parts: &[&HostTensor]) -> HostTensor {
+/// Stacks `parts` along dim 0 (one part: itself, not copied). Parts whose trailing dimensions
+/// differ cannot be stacked: the result then has no data and all their shapes concatenated, so
+/// the mismatch is reported.
+fn concat_dim0<'a>(parts: &[&'a HostTensor]) -> Cow<'a, HostTensor> {
     if parts.len() == 1 {
-        return parts[0].clone();
+        return Cow::Borrowed(parts[0]);
     }
     let mut shape = parts[0].shape.clone();
     if parts
@@ -269,12 +275,12 @@ fn concat_dim0(parts: &[&HostTensor]) -> HostTensor {
     {
         // Shapes that cannot be stacked: report them as they are.
         shape = parts.iter().flat_map(|p| p.shape.clone()).collect();
-        return HostTensor {
+        return Cow::Owned(HostTensor {
             shape,
             data: Vec::new(),
-        };
+        });
     }
     shape[0] = parts.iter().map(|p| p.shape[0]).sum();
     let data = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
-    HostTensor::new(shape, data)
+    Cow::Owned(HostTensor::new(shape, data))
 }
