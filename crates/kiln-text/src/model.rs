@@ -146,7 +146,13 @@ impl<B: Backend> BertModel<B> {
     /// `position_ids` and pre-training heads are skipped). A missing, mis-shaped or unknown key
     /// is an error that names it.
     pub fn load(self, file: &TensorFile, device: &B::Device) -> Result<Self> {
-        self.load_file(file.clone(), device)
+        let kept = file
+            .tensors
+            .iter()
+            .filter(|(key, _)| !is_ignored_key(&canonical_key(key)))
+            .map(|(key, tensor)| (key.clone(), tensor.clone()))
+            .collect();
+        self.load_file(TensorFile { tensors: kept }, device)
     }
 
     /// [`Self::load`] from a file it owns: the tensors are renamed to their canonical keys

@@ -42,11 +42,7 @@ impl HostTensor {
 
     /// Uploads to `device`; `D` must equal the number of dimensions.
     pub fn to_tensor<B: Backend, const D: usize>(&self, device: &B::Device) -> Tensor<B, D> {
-        assert_eq!(self.shape.len(), D, "rank mismatch");
-        Tensor::from_data(
-            TensorData::new(self.data.clone(), self.shape.clone()),
-            device,
-        )
+        self.clone().into_tensor(device)
     }
 
     /// Uploads to `device` without copying the values first (unlike [`Self::to_tensor`]); `D`
